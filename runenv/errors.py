@@ -1,0 +1,37 @@
+"""The errors runenv raises to its users.
+
+Every user-facing failure is a :class:`RunenvError`: a one-line message saying what went wrong
+and a hint saying what to do about it. The CLI prints them as ``error:`` / ``hint:`` lines.
+"""
+
+from __future__ import annotations
+
+
+class RunenvError(Exception):
+    """A failure the user can act on: a message and a hint."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\nhint: {self.hint}"
+        return self.message
+
+
+class SpecError(RunenvError, ValueError):
+    """A runtime_env dict, file or field that is not valid."""
+
+
+class PackagingError(RunenvError):
+    """A directory or file that cannot be packaged (too large, unreadable, ...)."""
+
+
+class UnsafeArchiveError(RunenvError):
+    """An archive with an entry that would land outside the directory it is unpacked into."""
+
+
+class StorageError(RunenvError):
+    """An upload or download that failed: missing object, credentials, endpoint or backend."""

@@ -1,0 +1,15 @@
+"""The runtime_env model: fields, validation, normalization, merge, canonical JSON and key."""
+
+from __future__ import annotations
+
+from runenv.spec.model import PythonPackages, RuntimeEnv, RuntimeEnvConfig, merge, read_env_file
+from runenv.spec.schema import json_schema
+
+__all__ = [
+    "PythonPackages",
+    "RuntimeEnv",
+    "RuntimeEnvConfig",
+    "json_schema",
+    "merge",
+    "read_env_file",
+]

@@ -1,0 +1,196 @@
+"""``RuntimeEnv``: an immutable, validated runtime environment, its key, and ``merge``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from runenv.errors import SpecError
+from runenv.spec.normalize import PYTHON_ENV_FIELDS, install_options_key, normalize
+
+# Fields that say how an env is set up or where code is uploaded, not what is in it.
+_NOT_IN_KEY = ("config", "upload_path")
+_MERGED_PER_KEY = ("env_vars", "config")
+
+
+@dataclass(frozen=True)
+class RuntimeEnvConfig:
+    """How an environment is set up. ``setup_timeout_seconds == -1`` means no limit."""
+
+    setup_timeout_seconds: int = 600
+    eager_install: bool = True
+
+    @property
+    def setup_timeout(self) -> float | None:
+        """The setup time limit in seconds, or None for no limit."""
+        return None if self.setup_timeout_seconds == -1 else float(self.setup_timeout_seconds)
+
+
+@dataclass(frozen=True)
+class PythonPackages:
+    """The ``pip`` or ``uv`` field: one shape for both, ``tool`` says which."""
+
+    tool: Literal["pip", "uv"]
+    packages: tuple[str, ...]
+    check: bool = False
+    version: str | None = None
+    install_options: tuple[str, ...] = ()
+
+    @classmethod
+    def from_field(cls, tool: Literal["pip", "uv"], data: Mapping[str, Any]) -> PythonPackages:
+        return cls(
+            tool=tool,
+            packages=tuple(data["packages"]),
+            check=bool(data.get(f"{tool}_check", False)),
+            version=data.get(f"{tool}_version"),
+            install_options=tuple(data.get(install_options_key(tool), ())),
+        )
+
+
+class RuntimeEnv:
+    """A validated runtime environment.
+
+    Built from the same fields as Ray's ``runtime_env`` dict, e.g.
+    ``RuntimeEnv(working_dir=".", pip=["requests"], env_vars={"LOG_LEVEL": "debug"})``.
+    Validation and normalization happen here, before anything is uploaded or installed.
+    """
+
+    def __init__(self, **fields: Any) -> None:
+        self._data = normalize(fields, Path.cwd())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: Path | None = None) -> RuntimeEnv:
+        """Validate a runtime_env dict; relative paths are resolved against ``base_dir`` (cwd)."""
+        return cls._from_canonical(normalize(data, base_dir or Path.cwd()))
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, base_dir: Path | None = None) -> RuntimeEnv:
+        """Read a runtime_env from a JSON or YAML file."""
+        return cls.from_dict(read_env_file(Path(path)), base_dir=base_dir)
+
+    @classmethod
+    def _from_canonical(cls, data: dict[str, Any]) -> RuntimeEnv:
+        env = cls.__new__(cls)
+        env._data = data
+        return env
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical dict: JSON-serializable, Ray's shape, accepted back by ``from_dict``."""
+        return json.loads(json.dumps(self._data))  # a deep copy the caller may change
+
+    def canonical_json(self) -> str:
+        return _canonical_json(self._data)
+
+    @cached_property
+    def key(self) -> str:
+        """sha256 of what the env contains (``config`` and ``upload_path`` left out)."""
+        content = {name: value for name, value in self._data.items() if name not in _NOT_IN_KEY}
+        return hashlib.sha256(_canonical_json(content).encode()).hexdigest()
+
+    def replace(self, **changes: Any) -> RuntimeEnv:
+        """A copy with some fields changed (None removes a field), validated again."""
+        data = {**self._data, **changes}
+        return RuntimeEnv.from_dict({k: v for k, v in data.items() if v is not None})
+
+    def is_empty(self) -> bool:
+        return not self._data
+
+    @property
+    def working_dir(self) -> str | None:
+        return self._data.get("working_dir")
+
+    @property
+    def py_modules(self) -> tuple[str, ...]:
+        return tuple(self._data.get("py_modules", ()))
+
+    @property
+    def excludes(self) -> tuple[str, ...]:
+        return tuple(self._data.get("excludes", ()))
+
+    @property
+    def pip(self) -> PythonPackages | None:
+        return PythonPackages.from_field("pip", self._data["pip"]) if "pip" in self._data else None
+
+    @property
+    def uv(self) -> PythonPackages | None:
+        return PythonPackages.from_field("uv", self._data["uv"]) if "uv" in self._data else None
+
+    @property
+    def python_packages(self) -> PythonPackages | None:
+        """Whichever of ``pip`` and ``uv`` is set."""
+        return self.pip or self.uv
+
+    @property
+    def conda(self) -> str | dict[str, Any] | None:
+        value = self._data.get("conda")
+        return json.loads(json.dumps(value)) if isinstance(value, dict) else value
+
+    @property
+    def env_vars(self) -> dict[str, str]:
+        return dict(self._data.get("env_vars", {}))
+
+    @property
+    def config(self) -> RuntimeEnvConfig:
+        return RuntimeEnvConfig(**self._data.get("config", {}))
+
+    @property
+    def upload_path(self) -> str | None:
+        return self._data.get("upload_path")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RuntimeEnv) and self.canonical_json() == other.canonical_json()
+
+    def __hash__(self) -> int:
+        return hash(self.canonical_json())
+
+    def __repr__(self) -> str:
+        return f"RuntimeEnv({self.canonical_json()})"
+
+
+def merge(parent: RuntimeEnv, child: RuntimeEnv) -> RuntimeEnv:
+    """The env of work started under ``parent`` that asks for ``child``.
+
+    Each field the child sets replaces the parent's; ``env_vars`` and ``config`` merge per key,
+    the child winning. A child that chooses its Python packages (``pip``, ``uv`` or ``conda``)
+    replaces the parent's choice whichever field that was, since they cannot be combined.
+    """
+    merged = parent.to_dict()
+    overrides = child.to_dict()
+    if any(name in overrides for name in PYTHON_ENV_FIELDS):
+        for name in PYTHON_ENV_FIELDS:
+            merged.pop(name, None)
+    for name, value in overrides.items():
+        if name in _MERGED_PER_KEY:
+            merged[name] = {**merged.get(name, {}), **value}
+        else:
+            merged[name] = value
+    return RuntimeEnv._from_canonical(merged)
+
+
+def read_env_file(path: Path) -> dict[str, Any]:
+    """The dict in a JSON or YAML runtime_env file."""
+    resolved = path.expanduser().resolve()
+    if not resolved.is_file():
+        raise SpecError(f"runtime_env file not found: {resolved}", hint="check the path")
+    text = resolved.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if resolved.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise SpecError(f"{resolved} is not valid JSON or YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{resolved}: expected a runtime_env mapping at the top, got {type(data).__name__}",
+            hint="write the fields at the top level, e.g. `working_dir: .`",
+        )
+    return data
+
+
+def _canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,244 @@
+"""From a runtime_env dict as users write it to its canonical form.
+
+The canonical form is a plain JSON-able dict in Ray's shape: only the fields that are set, local
+paths made absolute, requirements files read into lists, ``pip``/``uv`` in their mapping form.
+Normalizing a canonical dict again gives the same dict.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from runenv import uris
+from runenv.errors import SpecError
+from runenv.spec.errors import field_path, from_validation_error, spec_error
+from runenv.spec.requirements import dedupe, read_requirements_file
+from runenv.spec.schema import ConfigInput, PipInput, RuntimeEnvInput, UvInput
+
+PYTHON_ENV_FIELDS = ("pip", "uv", "conda")
+_CONDA_FILE_SUFFIXES = (".yml", ".yaml")
+
+
+def normalize(raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Validate ``raw`` and return its canonical dict; relative paths are taken from ``base_dir``."""
+    if not isinstance(raw, Mapping):
+        raise spec_error([f"runtime_env: expected a mapping, got {type(raw).__name__}"])
+    try:
+        parsed = RuntimeEnvInput.model_validate(_plain(dict(raw)))
+    except ValidationError as error:
+        raise from_validation_error(error) from None
+    _check_one_python_env(parsed)
+    canonical: dict[str, Any] = {}
+    if parsed.working_dir is not None:
+        canonical["working_dir"] = _working_dir(parsed.working_dir, base_dir)
+    if parsed.py_modules is not None:
+        canonical["py_modules"] = _py_modules(parsed.py_modules, base_dir)
+    if parsed.excludes is not None:
+        canonical["excludes"] = dedupe(parsed.excludes)
+    if parsed.pip is not None:
+        canonical["pip"] = _python_packages("pip", parsed.pip, base_dir)
+    if parsed.uv is not None:
+        canonical["uv"] = _python_packages("uv", parsed.uv, base_dir)
+    if parsed.conda is not None:
+        canonical["conda"] = _conda(parsed.conda, base_dir)
+    if parsed.env_vars is not None:
+        canonical["env_vars"] = _env_vars(parsed.env_vars)
+    if parsed.config is not None:
+        canonical["config"] = _config(parsed.config)
+    if parsed.upload_path is not None:
+        canonical["upload_path"] = _upload_path(parsed.upload_path, base_dir)
+    return canonical
+
+
+def _plain(value: Any) -> Any:
+    """Accept what Python callers naturally pass: tuples, Paths and (in py_modules) modules."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, types.ModuleType):
+        return _module_location(value)
+    return value
+
+
+def _module_location(module: types.ModuleType) -> str:
+    """A package's directory, or a single-file module's .py file (as Ray's py_modules accepts)."""
+    if getattr(module, "__path__", None):
+        return str(Path(next(iter(module.__path__))).resolve())
+    if getattr(module, "__file__", None):
+        return str(Path(str(module.__file__)).resolve())
+    raise spec_error([f"runtime_env.py_modules: module {module.__name__!r} has no file"])
+
+
+def _check_one_python_env(parsed: RuntimeEnvInput) -> None:
+    chosen = [name for name in PYTHON_ENV_FIELDS if getattr(parsed, name) is not None]
+    if len(chosen) > 1:
+        raise SpecError(
+            f"runtime_env: {' and '.join(chosen)} are both set; use at most one of pip, uv, conda",
+            hint="list pip packages under the conda env's `dependencies: [pip: [...]]`, "
+            "or keep only one of the fields",
+        )
+
+
+def _local_path(value: str, base_dir: Path) -> Path:
+    return (base_dir / Path(value).expanduser()).resolve()
+
+
+def _working_dir(value: str, base_dir: Path) -> str:
+    where = field_path(["working_dir"])
+    if uris.scheme_of(value):
+        _check_remote(value, where, allowed=uris.ARCHIVE_SUFFIXES)
+        return value
+    path = _local_path(value, base_dir)
+    if path.is_dir() or (path.is_file() and path.suffix == ".zip"):
+        return str(path)
+    if path.exists():
+        raise spec_error([f"{where}: {path} is neither a directory nor a .zip file"])
+    raise SpecError(
+        f"{where}: directory not found: {path}",
+        hint="relative paths are resolved against the current directory",
+    )
+
+
+def _py_modules(values: list[str], base_dir: Path) -> list[str]:
+    modules = []
+    for index, value in enumerate(values):
+        where = field_path(["py_modules", index])
+        if uris.scheme_of(value):
+            _check_remote(value, where, allowed=(*uris.ARCHIVE_SUFFIXES, uris.WHEEL_SUFFIX))
+            modules.append(value)
+            continue
+        path = _local_path(value, base_dir)
+        if not path.exists():
+            raise SpecError(
+                f"{where}: not found: {path}",
+                hint="relative paths are resolved against the current directory",
+            )
+        if not (path.is_dir() or path.suffix in (".py", uris.WHEEL_SUFFIX)):
+            raise spec_error(
+                [f"{where}: {path} is not a package directory, a .py file or a .whl file"]
+            )
+        modules.append(str(path))
+    return dedupe(modules)
+
+
+def _check_remote(uri: str, where: str, allowed: tuple[str, ...]) -> None:
+    scheme = uris.scheme_of(uri)
+    if scheme not in uris.DOWNLOAD_SCHEMES:
+        raise SpecError(
+            f"{where}: unsupported URI scheme {scheme!r} in {uri}",
+            hint=f"use one of: {', '.join(sorted(uris.DOWNLOAD_SCHEMES))}",
+        )
+    if uris.archive_suffix(uri) not in allowed:
+        raise SpecError(
+            f"{where}: {uri} does not name an archive ({', '.join(allowed)})",
+            hint="remote code must be an archive; package a directory with `runenv package DIR`",
+        )
+
+
+def _python_packages(tool: str, value: Any, base_dir: Path) -> dict[str, Any]:
+    where = field_path([tool])
+    if isinstance(value, (PipInput, UvInput)):
+        packages, file_options = _requirements(value.packages, base_dir, f"{where}.packages")
+        data = value.model_dump()
+        check, version = data[f"{tool}_check"], data[f"{tool}_version"]
+        options = file_options + data[install_options_key(tool)]
+    else:
+        packages, options = _requirements(value, base_dir, where)
+        check, version = False, None
+    result: dict[str, Any] = {"packages": packages, f"{tool}_check": check}
+    if version is not None:
+        result[f"{tool}_version"] = version
+    if options:
+        result[install_options_key(tool)] = options
+    return result
+
+
+def install_options_key(tool: str) -> str:
+    """``pip_install_options`` for pip, ``uv_pip_install_options`` for uv (Ray's names)."""
+    return "uv_pip_install_options" if tool == "uv" else "pip_install_options"
+
+
+def _requirements(value: list[str] | str, base_dir: Path, where: str) -> tuple[list[str], list[str]]:
+    if isinstance(value, str):
+        read = read_requirements_file(_local_path(value, base_dir), where)
+        return read.packages, read.options
+    packages = []
+    for index, requirement in enumerate(value):
+        if not requirement.strip():
+            raise spec_error([f"{where}[{index}]: expected a non-empty requirement string"])
+        packages.append(requirement.strip())
+    return dedupe(packages), []
+
+
+def _conda(value: str | dict[str, Any], base_dir: Path) -> str | dict[str, Any]:
+    where = field_path(["conda"])
+    if isinstance(value, dict):
+        return _json_mapping(value, where)
+    if value.endswith(_CONDA_FILE_SUFFIXES):
+        return _json_mapping(_read_conda_file(_local_path(value, base_dir), where), where)
+    if "/" in value:
+        return str(_local_path(value, base_dir))  # the prefix of an existing env
+    return value  # the name of an existing env
+
+
+def _read_conda_file(path: Path, where: str) -> Any:
+    if not path.is_file():
+        raise SpecError(
+            f"{where}: environment file not found: {path}",
+            hint="relative paths are resolved against the current directory",
+        )
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise SpecError(f"{where}: {path} is not valid YAML: {error}") from None
+
+
+def _json_mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise spec_error([f"{where}: expected a mapping, got {type(value).__name__}"])
+    try:
+        return dict(json.loads(json.dumps(value)))
+    except (TypeError, ValueError) as error:
+        raise spec_error([f"{where}: not JSON-serializable: {error}"]) from None
+
+
+def _env_vars(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if not name or "=" in name or "\0" in name:
+            raise spec_error([f"{field_path(['env_vars'])}: invalid variable name {name!r}"])
+    return dict(value)
+
+
+def _config(value: ConfigInput) -> dict[str, Any]:
+    data = value.model_dump(include=value.model_fields_set)
+    timeout = data.get("setup_timeout_seconds")
+    if timeout is not None and timeout <= 0 and timeout != -1:
+        raise spec_error(
+            [
+                f"{field_path(['config', 'setup_timeout_seconds'])}: expected a positive "
+                f"number of seconds or -1 for no limit, got {timeout}"
+            ]
+        )
+    return data
+
+
+def _upload_path(value: str, base_dir: Path) -> str:
+    scheme = uris.scheme_of(value)
+    if scheme is None:
+        return str(_local_path(value, base_dir))
+    if scheme not in uris.UPLOAD_SCHEMES:
+        raise SpecError(
+            f"{field_path(['upload_path'])}: cannot upload to {scheme}:// ({value})",
+            hint=f"use a local path or one of: {', '.join(sorted(uris.UPLOAD_SCHEMES))}",
+        )
+    return value.rstrip("/")

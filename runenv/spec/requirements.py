@@ -1,0 +1,139 @@
+"""Reading requirements.txt files into requirement strings and install options.
+
+Only what a runtime_env needs: comments, blank lines, line continuations, ``-r`` includes, and the
+index options (``--index-url``, ``--extra-index-url``, ``--find-links``, ``--no-index``) that become
+install options. Options are kept as single ``--flag=value`` tokens so they can be de-duplicated.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runenv.errors import SpecError
+
+# Short and long spellings of the options that carry a value, mapped to the long spelling.
+_VALUE_OPTIONS = {
+    "-i": "--index-url",
+    "--index-url": "--index-url",
+    "--extra-index-url": "--extra-index-url",
+    "-f": "--find-links",
+    "--find-links": "--find-links",
+    "-c": "--constraint",
+    "--constraint": "--constraint",
+}
+_SHORT_WITH_VALUE = {"-i", "-f", "-c", "-r"}
+_FLAG_OPTIONS = {"--no-index", "--pre", "--prefer-binary", "--only-binary", "--no-binary"}
+_INCLUDE_OPTIONS = {"-r", "--requirement"}
+_EDITABLE_OPTIONS = {"-e", "--editable"}
+# Options whose value is a local path, resolved against the requirements file's directory.
+_PATH_OPTIONS = {"--find-links", "--constraint"}
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+
+
+@dataclass
+class Requirements:
+    """What a requirements file says: requirement strings and installer options, in order."""
+
+    packages: list[str] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+
+
+def read_requirements_file(path: Path, field_path: str) -> Requirements:
+    """Read ``path`` (following ``-r`` includes) into requirement strings and install options."""
+    result = Requirements()
+    _read_into(path.resolve(), field_path, result, seen=set())
+    result.packages = dedupe(result.packages)
+    result.options = dedupe(result.options)
+    return result
+
+
+def dedupe(items: list[str]) -> list[str]:
+    """Remove repeated items, keeping the first occurrence of each."""
+    return list(dict.fromkeys(items))
+
+
+def _read_into(path: Path, field_path: str, result: Requirements, seen: set[Path]) -> None:
+    if path in seen:
+        return  # an include cycle: every file is read once
+    seen.add(path)
+    if not path.is_file():
+        raise SpecError(
+            f"{field_path}: requirements file not found: {path}",
+            hint="check the path; relative paths are resolved against the current directory",
+        )
+    for line_number, line in _logical_lines(path):
+        where = f"{field_path} ({path}:{line_number})"
+        _read_line(line, path.parent, where, result, seen)
+
+
+def _logical_lines(path: Path) -> list[tuple[int, str]]:
+    """Lines with comments stripped and ``\\`` continuations joined, blank ones dropped."""
+    lines: list[tuple[int, str]] = []
+    pending = ""
+    start = 0
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = _COMMENT.sub("", raw).strip()
+        if not pending:
+            start = number
+        if text.endswith("\\"):
+            pending += text[:-1] + " "
+            continue
+        text = (pending + text).strip()
+        pending = ""
+        if text:
+            lines.append((start, text))
+    if pending.strip():
+        lines.append((start, pending.strip()))
+    return lines
+
+
+def _read_line(line: str, base: Path, where: str, result: Requirements, seen: set[Path]) -> None:
+    if not line.startswith("-"):
+        result.packages.append(line)
+        return
+    tokens = _split_option(line, where)
+    name, value = tokens[0], tokens[1] if len(tokens) > 1 else None
+    if name in _INCLUDE_OPTIONS:
+        _read_into((base / _need(value, name, where)).resolve(), where, result, seen)
+    elif name in _EDITABLE_OPTIONS:
+        raise SpecError(
+            f"{where}: editable requirement {line!r} is not supported in a runtime_env",
+            hint="put the package directory in py_modules, or build a wheel and list its path",
+        )
+    elif name in _VALUE_OPTIONS:
+        long_name = _VALUE_OPTIONS[name]
+        option_value = _need(value, name, where)
+        if long_name in _PATH_OPTIONS and "://" not in option_value:
+            option_value = str((base / option_value).resolve())
+        result.options.append(f"{long_name}={option_value}")
+    elif name in _FLAG_OPTIONS:
+        result.options.append(line if value is None else f"{name}={value}")
+    else:
+        raise SpecError(
+            f"{where}: unsupported option line {line!r}",
+            hint="supported: -r, -c, -i/--index-url, --extra-index-url, -f/--find-links, "
+            "--no-index, --pre; pass other installer options in pip_install_options",
+        )
+
+
+def _split_option(line: str, where: str) -> list[str]:
+    try:
+        tokens = shlex.split(line)
+    except ValueError as exc:
+        raise SpecError(f"{where}: cannot parse {line!r}: {exc}") from None
+    head = tokens[0]
+    if head.startswith("--") and "=" in head:
+        name, _, value = head.partition("=")
+        return [name, value, *tokens[1:]]
+    if len(head) > 2 and head[:2] in _SHORT_WITH_VALUE:
+        return [head[:2], head[2:], *tokens[1:]]  # "-rother.txt", "-ihttps://..."
+    return tokens
+
+
+def _need(value: str | None, name: str, where: str) -> str:
+    if not value:
+        raise SpecError(f"{where}: option {name} needs a value")
+    return value
