@@ -1,0 +1,273 @@
+"""The archive layout: a deterministic zip of a walked tree, its digest, and safe unpacking.
+
+Archives are byte-identical for identical trees on any machine: entries sorted, fixed timestamps,
+Unix permissions normalized to 0644/0755, and compression decided by the content alone.
+The digest is the sha256 of the sorted manifest (path, mode, content sha256), so two trees get the
+same digest exactly when they would unpack to the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tarfile
+import uuid
+import zipfile
+import zlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+from runenv.errors import PackagingError, UnsafeArchiveError
+from runenv.packaging.hashes import CHUNK_BYTES
+from runenv.packaging.walk import FileEntry, Tree
+
+MANIFEST_VERSION = "runenv-manifest-v1"
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+COMPRESS_LEVEL = 6
+# Content that deflate shrinks by less than this is stored as is (already compressed data).
+_STORE_RATIO = 0.9
+_SAMPLE_BYTES = 64 * 1024
+
+
+def file_mode(entry: FileEntry) -> int:
+    return 0o755 if entry.executable else 0o644
+
+
+def manifest_digest(tree: Tree, hashes: Mapping[str, str]) -> str:
+    """sha256 over the sorted manifest of ``tree``; ``hashes`` maps paths to content hashes."""
+    digest = hashlib.sha256(MANIFEST_VERSION.encode() + b"\n")
+    rows: list[list[str]] = [[path, "dir", ""] for path in tree.directories]
+    rows += [[e.path, f"{file_mode(e):o}", hashes[e.path]] for e in tree.files]
+    for row in sorted(rows):
+        digest.update(json.dumps(row).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def write_zip(tree: Tree, destination: Path) -> dict[str, str]:
+    """Write ``tree`` as a deterministic zip; returns each file's content sha256 by path."""
+    hashes: dict[str, str] = {}
+    entries: list[tuple[str, FileEntry | None]] = [(path, None) for path in tree.directories]
+    entries += [(entry.path, entry) for entry in tree.files]
+    with zipfile.ZipFile(destination, "w", allowZip64=True) as archive:
+        for path, entry in sorted(entries, key=lambda item: item[0]):
+            if entry is None:
+                archive.writestr(_directory_info(path), b"")
+            else:
+                hashes[path] = _write_file(archive, entry)
+    return hashes
+
+
+def _directory_info(path: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(path, date_time=ZIP_EPOCH)
+    info.create_system = 3  # Unix, so external_attr carries the mode
+    info.external_attr = ((stat.S_IFDIR | 0o755) << 16) | 0x10
+    return info
+
+
+def _write_file(archive: zipfile.ZipFile, entry: FileEntry) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(entry.source, "rb") as source:
+            info = _file_info(entry, source)
+            with archive.open(info, "w", force_zip64=entry.size > 2**31) as sink:
+                while chunk := source.read(CHUNK_BYTES):
+                    digest.update(chunk)
+                    sink.write(chunk)
+    except OSError as error:
+        raise PackagingError(
+            f"cannot read {entry.source}: {error.strerror}",
+            hint="fix its permissions, or leave it out with `excludes`",
+        ) from None
+    return digest.hexdigest()
+
+
+def _file_info(entry: FileEntry, source: IO[bytes]) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(entry.path, date_time=ZIP_EPOCH)
+    info.create_system = 3
+    info.external_attr = (stat.S_IFREG | file_mode(entry)) << 16
+    info.file_size = entry.size
+    sample = source.read(_SAMPLE_BYTES)
+    source.seek(0)
+    if sample and len(zlib.compress(sample, 1)) < _STORE_RATIO * len(sample):
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.compress_level = COMPRESS_LEVEL
+    else:
+        info.compress_type = zipfile.ZIP_STORED
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Unpacking
+
+
+def unpack(archive: Path, destination: Path, *, lift_single_directory: bool = False) -> Path:
+    """Unpack a .zip or .tar.gz into ``destination``, which must not exist yet.
+
+    Entries with absolute paths, ``..`` or links leading outside are refused with
+    :class:`UnsafeArchiveError`. Everything is unpacked into a temporary directory beside
+    ``destination`` and renamed into place, so ``destination`` appears complete or not at all.
+    With ``lift_single_directory``, an archive holding one top-level directory is unpacked
+    without it (Ray's rule for remote working_dir archives).
+    """
+    if destination.exists():
+        raise FileExistsError(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = destination.parent / f".{destination.name}.unpack-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        _extract(archive, staging)
+        os.rename(_lifted(staging) if lift_single_directory else staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+def _extract(archive: Path, staging: Path) -> None:
+    if zipfile.is_zipfile(archive):
+        _extract_zip(archive, staging)
+    elif tarfile.is_tarfile(archive):
+        _extract_tar(archive, staging)
+    else:
+        raise PackagingError(
+            f"{archive} is not a zip or tar archive",
+            hint="code archives must be .zip, .tar.gz or .tgz files",
+        )
+
+
+def _lifted(staging: Path) -> Path:
+    children = list(staging.iterdir())
+    if len(children) == 1 and children[0].is_dir() and not children[0].is_symlink():
+        return children[0]
+    return staging
+
+
+def _extract_zip(archive: Path, staging: Path) -> None:
+    root = str(staging.resolve())
+    try:
+        with zipfile.ZipFile(archive) as source:
+            for info in source.infolist():
+                _extract_zip_member(source, info, root)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise PackagingError(
+            f"{archive} is corrupt: {error}", hint="upload the archive again"
+        ) from None
+
+
+def _extract_zip_member(source: zipfile.ZipFile, info: zipfile.ZipInfo, root: str) -> None:
+    name = info.filename.replace("\\", "/")
+    target = _safe_target(root, name)
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        link = source.read(info).decode("utf-8", errors="replace")
+        _check_link(root, name, link)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.symlink(link, target)
+        return
+    if name.endswith("/"):
+        os.makedirs(target, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    _check_inside(root, name, os.path.realpath(os.path.dirname(target)))
+    with source.open(info) as member, open(target, "wb") as sink:
+        shutil.copyfileobj(member, sink, CHUNK_BYTES)
+    os.chmod(target, 0o755 if mode & stat.S_IXUSR else 0o644)
+
+
+def _extract_tar(archive: Path, staging: Path) -> None:
+    root = str(staging.resolve())
+    try:
+        with tarfile.open(archive) as source:
+            members = source.getmembers()
+            for member in members:
+                _check_tar_member(root, member)
+            for member in members:
+                _extract_tar_member(source, member, root)
+    except (tarfile.TarError, zlib.error, EOFError) as error:
+        raise PackagingError(
+            f"{archive} is corrupt: {error}", hint="upload the archive again"
+        ) from None
+
+
+def _check_tar_member(root: str, member: tarfile.TarInfo) -> None:
+    _safe_target(root, member.name)
+    if member.issym():
+        _check_link(root, member.name, member.linkname)
+    elif member.islnk():
+        _safe_target(root, member.linkname)
+    elif not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(
+            f"archive entry {member.name!r} is a device or special file",
+            hint="code archives may hold only files, directories and links",
+        )
+
+
+def _extract_tar_member(source: tarfile.TarFile, member: tarfile.TarInfo, root: str) -> None:
+    target = _safe_target(root, member.name)
+    if member.isdir():
+        os.makedirs(target, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    _check_inside(root, member.name, os.path.realpath(os.path.dirname(target)))
+    if member.issym():
+        os.symlink(member.linkname, target)
+    elif member.islnk():
+        os.link(_safe_target(root, member.linkname), target)
+    else:
+        with _tar_stream(source, member) as data, open(target, "wb") as sink:
+            shutil.copyfileobj(data, sink, CHUNK_BYTES)
+        os.chmod(target, 0o755 if member.mode & stat.S_IXUSR else 0o644)
+
+
+def _tar_stream(source: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    data = source.extractfile(member)
+    if data is None:
+        raise UnsafeArchiveError(f"archive entry {member.name!r} has no data")
+    return data
+
+
+def _safe_target(root: str, name: str) -> str:
+    """The path an entry unpacks to, refusing absolute paths and ``..``."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
+        raise UnsafeArchiveError(
+            f"archive entry {name!r} points outside the directory it is unpacked into",
+            hint="the archive may be malicious; it was not unpacked",
+        )
+    target = os.path.normpath(os.path.join(root, *[part for part in parts if part]))
+    _check_inside(root, name, target)
+    return target
+
+
+def _check_link(root: str, name: str, link: str) -> None:
+    if os.path.isabs(link):
+        resolved = os.path.normpath(link)
+    else:
+        resolved = os.path.normpath(os.path.join(root, os.path.dirname(name), link))
+    if not _is_inside(root, resolved):
+        raise UnsafeArchiveError(
+            f"archive entry {name!r} is a link to {link!r}, outside the directory it is "
+            "unpacked into",
+            hint="the archive may be malicious; it was not unpacked",
+        )
+
+
+def _check_inside(root: str, name: str, path: str) -> None:
+    if not _is_inside(root, path):
+        raise UnsafeArchiveError(
+            f"archive entry {name!r} points outside the directory it is unpacked into",
+            hint="the archive may be malicious; it was not unpacked",
+        )
+
+
+def _is_inside(root: str, path: str) -> bool:
+    return os.path.commonpath([root, path]) == root
+
+
+def iter_names(archive: Path) -> Iterator[str]:
+    """The entry names of a zip archive (for tests and ``--list``)."""
+    with zipfile.ZipFile(archive) as source:
+        yield from source.namelist()

@@ -1,0 +1,235 @@
+"""Walking a directory the way packaging sees it: ignore rules, symlinks, what was left out.
+
+Ignore rules are gitignore rules (pathspec), applied in this order, the last matching pattern
+deciding: the default excludes, then each directory's ``.gitignore`` and ``.runenvignore`` (from
+the root down, each relative to its own directory), then the caller's ``excludes`` (relative to
+the root), so a ``!pattern`` in ``excludes`` can bring back anything the others left out.
+A directory that is left out is not entered, as in git.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+DEFAULT_EXCLUDES = (".git/", ".venv/", "venv/", "__pycache__/")
+IGNORE_FILES = (".gitignore", ".runenvignore")
+LARGEST_SHOWN = 10
+# Counting the size of a left-out directory stops after this many entries (node_modules...).
+_EXCLUDED_SCAN_LIMIT = 50_000
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file to package: its archive path, where its content is read from, and its stat."""
+
+    path: str  # posix, relative to the archive root
+    source: str  # absolute path the content is read from (a symlink's target)
+    size: int
+    executable: bool
+    mtime_ns: int
+    inode: int
+
+
+@dataclass
+class Excluded:
+    """What the ignore rules left out."""
+
+    files: int = 0
+    directories: int = 0
+    bytes: int = 0
+    partial: bool = False  # some left-out directories were too large to count fully
+    largest: list[tuple[int, str]] = field(default_factory=list)  # (bytes, path), biggest first
+
+    def add(self, path: str, size: int, is_dir: bool) -> None:
+        self.directories += is_dir
+        self.bytes += size
+        heapq.heappush(self.largest, (size, path))
+        if len(self.largest) > LARGEST_SHOWN:
+            heapq.heappop(self.largest)
+
+
+@dataclass
+class Tree:
+    """The result of a walk: included files and directories, and what was left out or odd."""
+
+    root: Path
+    files: list[FileEntry] = field(default_factory=list)
+    directories: list[str] = field(default_factory=list)  # posix, each ending in "/"
+    excluded: Excluded = field(default_factory=Excluded)
+    external_links: list[tuple[str, str]] = field(default_factory=list)  # (path, target)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(entry.size for entry in self.files)
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """Ignore specs that apply to a directory: each with the directory it is relative to."""
+
+    defaults: pathspec.PathSpec
+    nested: tuple[tuple[str, pathspec.PathSpec], ...]
+    excludes: pathspec.PathSpec
+
+    def ignores(self, path: str) -> bool:
+        decision = False
+        for base, spec in (("", self.defaults), *self.nested, ("", self.excludes)):
+            result = spec.check_file(path[len(base) :])
+            if result.include is not None:
+                decision = bool(result.include)
+        return decision
+
+
+def walk_tree(
+    root: Path,
+    *,
+    excludes: Sequence[str] = (),
+    default_excludes: Sequence[str] = DEFAULT_EXCLUDES,
+    use_ignore_files: Iterable[str] = IGNORE_FILES,
+    prefix: str = "",
+) -> Tree:
+    """Walk ``root``; archive paths start with ``prefix`` (e.g. ``"mypkg/"`` for py_modules)."""
+    root = root.resolve()
+    rules = _Rules(_spec(default_excludes), (), _spec(excludes))
+    tree = Tree(root=root)
+    walker = _Walker(tree, tuple(use_ignore_files), prefix)
+    walker.walk_directory(str(root), "", rules, frozenset({_identity(root)}))
+    tree.files.sort(key=lambda entry: entry.path)
+    tree.directories.sort()
+    tree.excluded.largest.sort(reverse=True)
+    return tree
+
+
+def single_file_tree(path: Path, archive_path: str) -> Tree:
+    """A tree holding one file (a py_modules ``.py`` file)."""
+    tree = Tree(root=path.parent.resolve())
+    tree.files.append(_file_entry(archive_path, str(path.resolve()), path.stat()))
+    return tree
+
+
+class _Walker:
+    def __init__(self, tree: Tree, ignore_files: tuple[str, ...], prefix: str) -> None:
+        self.tree = tree
+        self.ignore_files = ignore_files
+        self.prefix = prefix
+        self.root_text = str(tree.root)
+
+    def walk_directory(
+        self, directory: str, relative: str, rules: _Rules, ancestors: frozenset[tuple[int, int]]
+    ) -> None:
+        rules = self._with_ignore_files(directory, relative, rules)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as error:
+            self.tree.skipped.append((relative or ".", f"cannot list: {error.strerror}"))
+            return
+        if relative and not entries:
+            self.tree.directories.append(self.prefix + relative)
+        for entry in entries:
+            self._visit(entry, relative + entry.name, rules, ancestors)
+
+    def _visit(
+        self,
+        entry: os.DirEntry[str],
+        path: str,
+        rules: _Rules,
+        ancestors: frozenset[tuple[int, int]],
+    ) -> None:
+        try:
+            info = os.stat(entry.path)  # follows symlinks: a link is stored as what it points to
+        except OSError:
+            reason = "broken symlink" if entry.is_symlink() else "cannot stat"
+            self.tree.skipped.append((path, reason))
+            return
+        is_dir = stat.S_ISDIR(info.st_mode)
+        if rules.ignores(path + "/" if is_dir else path):
+            size = _tree_size(entry.path, self.tree.excluded) if is_dir else info.st_size
+            self.tree.excluded.files += not is_dir
+            self.tree.excluded.add(self.prefix + path + ("/" if is_dir else ""), size, is_dir)
+            return
+        if entry.is_symlink():
+            self._note_link(entry.path, path)
+        if is_dir:
+            identity = (info.st_dev, info.st_ino)
+            if identity in ancestors:
+                self.tree.skipped.append((path, "symlink cycle"))
+                return
+            self.walk_directory(entry.path, path + "/", rules, ancestors | {identity})
+        elif stat.S_ISREG(info.st_mode):
+            source = os.path.realpath(entry.path) if entry.is_symlink() else entry.path
+            self.tree.files.append(_file_entry(self.prefix + path, source, info))
+        else:
+            self.tree.skipped.append((path, "not a regular file"))
+
+    def _note_link(self, link: str, path: str) -> None:
+        target = os.path.realpath(link)
+        if os.path.commonpath([target, self.root_text]) != self.root_text:
+            self.tree.external_links.append((path, target))
+
+    def _with_ignore_files(self, directory: str, relative: str, rules: _Rules) -> _Rules:
+        added = []
+        for name in self.ignore_files:
+            lines = _read_lines(os.path.join(directory, name))
+            if lines:
+                added.append((relative, pathspec.GitIgnoreSpec.from_lines(lines)))
+        if not added:
+            return rules
+        return _Rules(rules.defaults, (*rules.nested, *added), rules.excludes)
+
+
+def _spec(patterns: Sequence[str]) -> pathspec.PathSpec:
+    return pathspec.GitIgnoreSpec.from_lines(list(patterns))
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().splitlines()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return []
+
+
+def _file_entry(path: str, source: str, info: os.stat_result) -> FileEntry:
+    return FileEntry(
+        path=path,
+        source=source,
+        size=info.st_size,
+        executable=bool(info.st_mode & stat.S_IXUSR),
+        mtime_ns=info.st_mtime_ns,
+        inode=info.st_ino,
+    )
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return (info.st_dev, info.st_ino)
+
+
+def _tree_size(directory: str, excluded: Excluded) -> int:
+    """Bytes under a left-out directory (symlinks not followed), counting its files."""
+    total, seen = 0, 0
+    stack = [directory]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if seen > _EXCLUDED_SCAN_LIMIT:
+                excluded.partial = True
+                return total
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            else:
+                excluded.files += 1
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
