@@ -35,7 +35,8 @@ def make_portable(env: RuntimeEnv, on_packaged: PackagedCallback | None = None) 
         changes["py_modules"] = [
             _portable_module(module, env, store, on_packaged) for module in env.py_modules
         ]
-    return env.replace(**changes)
+    # excludes only shape local directories; the URIs already reflect them
+    return env.replace(**changes, excludes=None)
 
 
 def _has_local_code(env: RuntimeEnv) -> bool:

@@ -79,7 +79,7 @@ def _logical_lines(path: Path) -> list[tuple[int, str]]:
         if not pending:
             start = number
         if text.endswith("\\"):
-            pending += text[:-1] + " "
+            pending += text[:-1].rstrip() + " "
             continue
         text = (pending + text).strip()
         pending = ""

@@ -1,0 +1,51 @@
+"""The ``runenv`` command: thin commands over the library; errors as ``error:`` / ``hint:``."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+import typer
+
+from runenv import __version__
+from runenv.cli.app import app
+from runenv.errors import RunenvError
+
+# Importing the command modules registers their commands on ``app``.
+from runenv.cli import env_commands, package_commands  # noqa: E402, F401, I001
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the command, turning failures into exit codes."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=list(argv) if argv is not None else None, prog_name="runenv",
+                     standalone_mode=False)
+    except RunenvError as error:
+        print_error(error)
+        sys.exit(EXIT_ERROR)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:  # a bug in runenv, not bad input: say so, with the traceback
+        traceback.print_exc()
+        print(f"internal error in runenv {__version__}: please report it", file=sys.stderr)
+        sys.exit(EXIT_INTERNAL)
+
+
+def print_error(error: RunenvError) -> None:
+    print(f"error: {error.message}", file=sys.stderr)
+    if error.hint:
+        print(f"hint: {error.hint}", file=sys.stderr)
