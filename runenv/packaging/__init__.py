@@ -17,7 +17,14 @@ from runenv.errors import PackagingError
 from runenv.packaging.archive import manifest_digest, unpack, write_zip
 from runenv.packaging.hashes import HashCache, hash_file, now_ns
 from runenv.packaging.limits import check_size
-from runenv.packaging.walk import DEFAULT_EXCLUDES, Excluded, Tree, single_file_tree, walk_tree
+from runenv.packaging.walk import (
+    DEFAULT_EXCLUDES,
+    IGNORE_FILES,
+    Excluded,
+    Tree,
+    single_file_tree,
+    walk_tree,
+)
 from runenv.storage import Store
 
 __all__ = [
@@ -71,7 +78,13 @@ def package_directory(
     if not root.is_dir():
         raise PackagingError(f"not a directory: {root}", hint="check the path")
     prefix = root.name + "/" if top_level_directory else ""
-    tree = walk_tree(root, excludes=excludes, default_excludes=default_excludes, prefix=prefix)
+    tree = walk_tree(
+        root,
+        excludes=excludes,
+        default_excludes=default_excludes,
+        ignore_files=(".runenvignore",) if settings.ignore_gitignore() else IGNORE_FILES,
+        prefix=prefix,
+    )
     limit = settings.max_package_bytes() if max_bytes is None else max_bytes
     check_size(tree, limit)
     return _store_tree(tree, store)

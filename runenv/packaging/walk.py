@@ -93,14 +93,14 @@ def walk_tree(
     *,
     excludes: Sequence[str] = (),
     default_excludes: Sequence[str] = DEFAULT_EXCLUDES,
-    use_ignore_files: Iterable[str] = IGNORE_FILES,
+    ignore_files: Iterable[str] = IGNORE_FILES,
     prefix: str = "",
 ) -> Tree:
     """Walk ``root``; archive paths start with ``prefix`` (e.g. ``"mypkg/"`` for py_modules)."""
     root = root.resolve()
     rules = _Rules(_spec(default_excludes), (), _spec(excludes))
     tree = Tree(root=root)
-    walker = _Walker(tree, tuple(use_ignore_files), prefix)
+    walker = _Walker(tree, tuple(ignore_files), prefix)
     walker.walk_directory(str(root), "", rules, frozenset({_identity(root)}))
     tree.files.sort(key=lambda entry: entry.path)
     tree.directories.sort()
