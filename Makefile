@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(BIN)/runenv package examples/quickstart
+	$(BIN)/runenv package examples/quickstart --exclude "*.log"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check runenv tests bench
