@@ -31,6 +31,8 @@ COMPRESS_LEVEL = 6
 # Content that deflate shrinks by less than this is stored as is (already compressed data).
 _STORE_RATIO = 0.9
 _SAMPLE_BYTES = 64 * 1024
+# ZipInfo's per-entry level: public since Python 3.13, private before.
+_LEVEL_ATTRIBUTE = "compress_level" if hasattr(zipfile.ZipInfo, "compress_level") else "_compresslevel"
 
 
 def file_mode(entry: FileEntry) -> int:
@@ -94,7 +96,7 @@ def _file_info(entry: FileEntry, source: IO[bytes]) -> zipfile.ZipInfo:
     source.seek(0)
     if sample and len(zlib.compress(sample, 1)) < _STORE_RATIO * len(sample):
         info.compress_type = zipfile.ZIP_DEFLATED
-        info.compress_level = COMPRESS_LEVEL
+        setattr(info, _LEVEL_ATTRIBUTE, COMPRESS_LEVEL)
     else:
         info.compress_type = zipfile.ZIP_STORED
     return info
@@ -159,7 +161,7 @@ def _extract_zip(archive: Path, staging: Path) -> None:
 
 def _extract_zip_member(source: zipfile.ZipFile, info: zipfile.ZipInfo, root: str) -> None:
     name = info.filename.replace("\\", "/")
-    target = _safe_target(root, name)
+    target = _safe_target(root, info.filename)
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         link = source.read(info).decode("utf-8", errors="replace")

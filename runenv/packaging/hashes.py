@@ -1,7 +1,7 @@
 """Content hashes of files, and a stat-keyed cache of them (as git's index does).
 
-A cached hash is used only when the file's size, mtime and inode are unchanged and the file was
-last modified well before it was hashed: a write within the file system's timestamp granularity of
+A cached hash is used only when the file's size, mtime, ctime and inode are unchanged (ctime
+catches tools that restore an old mtime) and the file was last modified well before it was hashed: a write within the file system's timestamp granularity of
 the hashing could otherwise leave the mtime unchanged ("racily clean" in git's terms). Such
 entries are hashed again next time, and are trusted after that.
 """
@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS file_hashes (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
     hashed_at_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL
@@ -40,14 +41,14 @@ def hash_file(path: str) -> str:
 
 
 class HashCache:
-    """File hashes keyed by (path, size, mtime_ns, inode), kept in SQLite across runs.
+    """File hashes keyed by (path, size, mtime_ns, ctime_ns, inode), kept in SQLite across runs.
 
     It is only a cache: if the database cannot be opened or written, hashes are computed again.
     """
 
     def __init__(self, database: Path | None) -> None:
         self._connection = _connect(database) if database is not None else None
-        self._pending: list[tuple[str, int, int, int, int, str]] = []
+        self._pending: list[tuple[str, int, int, int, int, int, str]] = []
         self.hits = 0
         self.misses = 0
 
@@ -56,9 +57,10 @@ class HashCache:
         wanted = {entry.source: entry for entry in entries}
         found: dict[str, str] = {}
         for row in self._rows(list(wanted)):
-            source, size, mtime_ns, inode, hashed_at_ns, sha256 = row
+            source, size, mtime_ns, ctime_ns, inode, hashed_at_ns, sha256 = row
             entry = wanted[source]
-            unchanged = (entry.size, entry.mtime_ns, entry.inode) == (size, mtime_ns, inode)
+            recorded = (size, mtime_ns, ctime_ns, inode)
+            unchanged = (entry.size, entry.mtime_ns, entry.ctime_ns, entry.inode) == recorded
             if unchanged and mtime_ns < hashed_at_ns - RACY_WINDOW_NS:
                 found[source] = sha256
         self.hits += len(found)
@@ -66,7 +68,8 @@ class HashCache:
         return found
 
     def record(self, entry: FileEntry, sha256: str, hashed_at_ns: int) -> None:
-        row = (entry.source, entry.size, entry.mtime_ns, entry.inode, hashed_at_ns, sha256)
+        stat_key = (entry.size, entry.mtime_ns, entry.ctime_ns, entry.inode)
+        row = (entry.source, *stat_key, hashed_at_ns, sha256)
         self._pending.append(row)
 
     def flush(self) -> None:
@@ -75,7 +78,7 @@ class HashCache:
             return
         with contextlib.suppress(sqlite3.Error), self._connection:
             self._connection.executemany(
-                "INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, ?, ?)", rows
+                "INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, ?, ?, ?)", rows
             )
 
     def close(self) -> None:
@@ -83,7 +86,7 @@ class HashCache:
         if self._connection is not None:
             self._connection.close()
 
-    def _rows(self, sources: list[str]) -> list[tuple[str, int, int, int, int, str]]:
+    def _rows(self, sources: list[str]) -> list[tuple[str, int, int, int, int, int, str]]:
         if self._connection is None or not sources:
             return []
         rows = []

@@ -34,6 +34,7 @@ class FileEntry:
     size: int
     executable: bool
     mtime_ns: int
+    ctime_ns: int
     inode: int
 
 
@@ -204,6 +205,7 @@ def _file_entry(path: str, source: str, info: os.stat_result) -> FileEntry:
         size=info.st_size,
         executable=bool(info.st_mode & stat.S_IXUSR),
         mtime_ns=info.st_mtime_ns,
+        ctime_ns=info.st_ctime_ns,
         inode=info.st_ino,
     )
 

@@ -1,0 +1,236 @@
+"""Shared fixtures: real storage servers (moto S3, a GCS emulator, plain http) on 127.0.0.1.
+
+Servers start once per session, on free ports, and are stopped at its end. Buckets are made
+fresh for each test, and the environment variables pointing clients at a server are set with
+monkeypatch so they vanish after the test.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+STARTUP_DEADLINE_S = 30.0
+POLL_INTERVAL_S = 0.05
+BIN_DIR = Path(sys.executable).parent
+
+# werkzeug's request log: 127.0.0.1 - - [date] "PUT /bucket/key HTTP/1.1" 200 -
+_REQUEST_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
+_ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours non-2xx lines, even in files
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(ready: Callable[[], bool], what: str, deadline_s: float = STARTUP_DEADLINE_S) -> None:
+    """Poll ``ready`` until it holds, or fail the test after ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {deadline_s:.0f}s")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+class ServerProcess:
+    """A server subprocess with its output in a log file; stopped by :meth:`stop`."""
+
+    def __init__(self, command: list[str], log_path: Path, health_url: str) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        wait_until(lambda: self._healthy(health_url), f"{command[0]} (log: {log_path})")
+
+    def _healthy(self, url: str) -> bool:
+        if self._process.poll() is not None:
+            log = self.log_path.read_text(errors="replace")
+            raise RuntimeError(f"server exited with {self._process.returncode}:\n{log}")
+        return http_ok(url)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=5)
+
+
+@dataclass
+class MotoS3:
+    """A running ``moto_server``: where it listens and what it was asked."""
+
+    endpoint_url: str
+    log_path: Path
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        """Every request logged so far as (method, path, status), once the log has caught up.
+
+        werkzeug logs a request before answering it, through a logging handler that flushes
+        each line; a marker request, awaited in the log, makes sure nothing is still pending.
+        """
+        marker = f"/moto-api/?log-marker={uuid.uuid4().hex}"
+        http_ok(self.endpoint_url + marker)
+        wait_until(lambda: marker in self._log_text(), "moto request log", deadline_s=5)
+        found = []
+        for line in self._log_text().splitlines():
+            match = _REQUEST_LINE.search(line)
+            if match and match["path"] != marker:
+                found.append((match["method"], match["path"], int(match["status"])))
+        return found
+
+    def count_requests(self, method: str, path_prefix: str) -> int:
+        """How many ``method`` requests went to paths starting with ``path_prefix``."""
+        return sum(
+            1 for seen, path, _ in self.requests() if seen == method and path.startswith(path_prefix)
+        )
+
+    def _log_text(self) -> str:
+        return _ANSI_STYLE.sub("", self.log_path.read_text(errors="replace"))
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    """A moto S3 server for the whole session."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    command = [str(BIN_DIR / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    server = ServerProcess(command, log_path, f"{endpoint}/moto-api/")
+    try:
+        yield MotoS3(endpoint, log_path)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def isolated_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No AWS settings from the developer's machine: empty config files, no AWS_* variables."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    aws_dir = tmp_path / "aws-home"
+    aws_dir.mkdir()
+    (aws_dir / "config").touch()
+    (aws_dir / "credentials").touch()
+    monkeypatch.setenv("HOME", str(aws_dir))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_dir / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(aws_dir / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata probing
+    return aws_dir
+
+
+@pytest.fixture
+def s3_bucket(moto_s3: MotoS3, isolated_aws: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty bucket on ``moto_s3``; AWS_* variables point clients at it."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3.endpoint_url)
+    bucket = f"runenv-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gcp-storage-emulator for the whole session; yields its URL (http://127.0.0.1:PORT)."""
+    port = free_port()
+    host = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("gcs") / "gcs_emulator.log"
+    command = [
+        str(BIN_DIR / "gcp-storage-emulator"),
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--in-memory",
+    ]
+    server = ServerProcess(command, log_path, f"{host}/")
+    try:
+        yield host
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new, empty bucket on ``gcs_emulator``; STORAGE_EMULATOR_HOST points clients at it."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    bucket = f"runenv-test-{uuid.uuid4().hex[:12]}"
+    request = urllib.request.Request(
+        f"{gcs_emulator}/storage/v1/b?project=runenv-test",
+        data=json.dumps({"name": bucket}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200, response.read()
+    return bucket
+
+
+@dataclass
+class HttpServer:
+    """A static file server: files written under ``directory`` appear under ``base_url``."""
+
+    base_url: str
+    directory: Path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep pytest's output clean
+
+
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer]:
+    """A threaded http.server serving a temporary directory for the whole session."""
+    directory = tmp_path_factory.mktemp("http-root")
+    handler = partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    (directory / "healthz").write_text("ok")
+    wait_until(lambda: http_ok(f"{base_url}/healthz"), "http server")
+    try:
+        yield HttpServer(base_url, directory)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
