@@ -6,7 +6,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-import click
 import typer
 
 from runenv import __version__
@@ -17,28 +16,21 @@ from runenv.errors import RunenvError
 from runenv.cli import env_commands, package_commands  # noqa: E402, F401, I001
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point: run the command, turning failures into exit codes."""
+    """Entry point: run the command, turning failures into ``error:`` / ``hint:`` and exit codes.
+
+    Usage errors are Click's (exit 2); everything else that is not a RunenvError is a bug.
+    """
     command = typer.main.get_command(app)
+    args = list(argv) if argv is not None else None
     try:
-        command.main(args=list(argv) if argv is not None else None, prog_name="runenv",
-                     standalone_mode=False)
+        command.main(args=args, prog_name="runenv", standalone_mode=True)
     except RunenvError as error:
         print_error(error)
         sys.exit(EXIT_ERROR)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(EXIT_USAGE)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
     except Exception:  # a bug in runenv, not bad input: say so, with the traceback
         traceback.print_exc()
         print(f"internal error in runenv {__version__}: please report it", file=sys.stderr)

@@ -78,9 +78,9 @@ def describe_package(result: Package) -> list[str]:
     lines = [
         f"uri:      {result.uri}",
         f"digest:   sha256:{result.digest}",
-        f"included: {len(result.files)} files, {human_bytes(result.total_bytes)}{archive}",
-        f"excluded: {excluded.files}{'+' if excluded.partial else ''} files, "
-        f"{excluded.directories} directories, {human_bytes(excluded.bytes)}",
+        f"included: {_count(len(result.files), 'file')}, {human_bytes(result.total_bytes)}{archive}",
+        f"excluded: {_count(excluded.files, 'file')}{'+' if excluded.partial else ''} "
+        f"(directories: {excluded.directories}), {human_bytes(excluded.bytes)}",
     ]
     lines += [f"          {human_bytes(size):>10}  {path}" for size, path in excluded.largest]
     lines.append("uploaded: " + ("yes" if result.uploaded else "no, already in the store"))
@@ -88,3 +88,7 @@ def describe_package(result: Package) -> list[str]:
               for p, t in result.external_links]
     lines += [f"skipped:  {p} ({reason})" for p, reason in result.skipped]
     return lines
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
