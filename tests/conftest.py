@@ -44,7 +44,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(ready: Callable[[], bool], what: str, deadline_s: float = STARTUP_DEADLINE_S) -> None:
+def wait_until(
+    ready: Callable[[], bool], what: str, deadline_s: float = STARTUP_DEADLINE_S
+) -> None:
     """Poll ``ready`` until it holds, or fail the test after ``deadline_s``."""
     deadline = time.monotonic() + deadline_s
     while not ready():
@@ -116,7 +118,9 @@ class MotoS3:
     def count_requests(self, method: str, path_prefix: str) -> int:
         """How many ``method`` requests went to paths starting with ``path_prefix``."""
         return sum(
-            1 for seen, path, _ in self.requests() if seen == method and path.startswith(path_prefix)
+            1
+            for seen, path, _ in self.requests()
+            if seen == method and path.startswith(path_prefix)
         )
 
     def _log_text(self) -> str:
@@ -138,13 +142,15 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
 
 
 @pytest.fixture
-def isolated_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No AWS settings from the developer's machine: empty config files, no AWS_* variables."""
+def isolated_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """No AWS settings from the developer's machine: empty config files, no AWS_* variables.
+
+    Returns the directory that is HOME and holds the (empty) ``config`` and ``credentials``.
+    """
     for name in list(os.environ):
         if name.startswith("AWS_"):
             monkeypatch.delenv(name)
-    aws_dir = tmp_path / "aws-home"
-    aws_dir.mkdir()
+    aws_dir = tmp_path_factory.mktemp("aws-home")
     (aws_dir / "config").touch()
     (aws_dir / "credentials").touch()
     monkeypatch.setenv("HOME", str(aws_dir))

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import typer
 
 from runenv import __version__
-from runenv.cli.app import app
-from runenv.errors import RunenvError
 
 # Importing the command modules registers their commands on ``app``.
-from runenv.cli import env_commands, package_commands  # noqa: E402, F401, I001
+from runenv.cli import env_commands, package_commands  # noqa: F401
+from runenv.cli.app import app
+from runenv.errors import RunenvError
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3

@@ -78,14 +78,17 @@ def describe_package(result: Package) -> list[str]:
     lines = [
         f"uri:      {result.uri}",
         f"digest:   sha256:{result.digest}",
-        f"included: {_count(len(result.files), 'file')}, {human_bytes(result.total_bytes)}{archive}",
+        f"included: {_count(len(result.files), 'file')}, "
+        f"{human_bytes(result.total_bytes)}{archive}",
         f"excluded: {_count(excluded.files, 'file')}{'+' if excluded.partial else ''} "
         f"(directories: {excluded.directories}), {human_bytes(excluded.bytes)}",
     ]
     lines += [f"          {human_bytes(size):>10}  {path}" for size, path in excluded.largest]
     lines.append("uploaded: " + ("yes" if result.uploaded else "no, already in the store"))
-    lines += [f"note:     {p} links outside the directory, to {t} (its content was packaged)"
-              for p, t in result.external_links]
+    lines += [
+        f"note:     {p} links outside the directory, to {t} (its content was packaged)"
+        for p, t in result.external_links
+    ]
     lines += [f"skipped:  {p} ({reason})" for p, reason in result.skipped]
     return lines
 

@@ -32,7 +32,9 @@ COMPRESS_LEVEL = 6
 _STORE_RATIO = 0.9
 _SAMPLE_BYTES = 64 * 1024
 # ZipInfo's per-entry level: public since Python 3.13, private before.
-_LEVEL_ATTRIBUTE = "compress_level" if hasattr(zipfile.ZipInfo, "compress_level") else "_compresslevel"
+_LEVEL_ATTRIBUTE = (
+    "compress_level" if hasattr(zipfile.ZipInfo, "compress_level") else "_compresslevel"
+)
 
 
 def file_mode(entry: FileEntry) -> int:

@@ -112,7 +112,7 @@ def _connect(database: Path) -> sqlite3.Connection | None:
         connection = sqlite3.connect(database, timeout=5, isolation_level=None)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(_SCHEMA)
-        connection.isolation_level = ""  # back to implicit transactions for executemany
+        connection.isolation_level = "DEFERRED"  # implicit transactions again, for executemany
         return connection
     except sqlite3.Error:
         return None

@@ -27,7 +27,7 @@ def check_size(tree: Tree, limit: int) -> None:
         lines += [f"  {human_bytes(size):>10}  {path}" for size, path in directories]
     raise PackagingError(
         "\n".join(lines),
-        hint="add large paths to `excludes` (e.g. \"data/\", \"*.ckpt\"), or upload the directory "
+        hint='add large paths to `excludes` (e.g. "data/", "*.ckpt"), or upload the directory '
         "yourself and pass its remote URI (s3://, gs://, https://) as working_dir; "
         "RUNENV_MAX_PACKAGE_MB raises the limit",
     )

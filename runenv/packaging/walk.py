@@ -76,9 +76,9 @@ class Tree:
 class _Rules:
     """Ignore specs that apply to a directory: each with the directory it is relative to."""
 
-    defaults: pathspec.PathSpec
-    nested: tuple[tuple[str, pathspec.PathSpec], ...]
-    excludes: pathspec.PathSpec
+    defaults: pathspec.GitIgnoreSpec
+    nested: tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
+    excludes: pathspec.GitIgnoreSpec
 
     def ignores(self, path: str) -> bool:
         decision = False
@@ -186,7 +186,7 @@ class _Walker:
         return _Rules(rules.defaults, (*rules.nested, *added), rules.excludes)
 
 
-def _spec(patterns: Sequence[str]) -> pathspec.PathSpec:
+def _spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec:
     return pathspec.GitIgnoreSpec.from_lines(list(patterns))
 
 

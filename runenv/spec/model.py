@@ -83,7 +83,8 @@ class RuntimeEnv:
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical dict: JSON-serializable, Ray's shape, accepted back by ``from_dict``."""
-        return json.loads(json.dumps(self._data))  # a deep copy the caller may change
+        copy: dict[str, Any] = json.loads(json.dumps(self._data))  # the caller may change it
+        return copy
 
     def canonical_json(self) -> str:
         return _canonical_json(self._data)

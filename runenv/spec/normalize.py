@@ -168,7 +168,9 @@ def install_options_key(tool: str) -> str:
     return "uv_pip_install_options" if tool == "uv" else "pip_install_options"
 
 
-def _requirements(value: list[str] | str, base_dir: Path, where: str) -> tuple[list[str], list[str]]:
+def _requirements(
+    value: list[str] | str, base_dir: Path, where: str
+) -> tuple[list[str], list[str]]:
     if isinstance(value, str):
         read = read_requirements_file(_local_path(value, base_dir), where)
         return read.packages, read.options

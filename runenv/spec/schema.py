@@ -7,7 +7,7 @@ Unions are tagged by the Python type of the value so an error names one expected
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
@@ -42,11 +42,14 @@ class _Strict(BaseModel):
 
 
 RequirementList = list[Annotated[str, Field(min_length=1)]]
-RequirementsInput = _one_of(
-    "a list of requirement strings or the path of a requirements.txt file",
-    _tagged("list", RequirementList),
-    _tagged("str", str),
-)
+if TYPE_CHECKING:  # what the values are, for the type checker
+    RequirementsInput = list[str] | str
+else:
+    RequirementsInput = _one_of(
+        "a list of requirement strings or the path of a requirements.txt file",
+        _tagged("list", RequirementList),
+        _tagged("str", str),
+    )
 
 
 class PipInput(_Strict):
@@ -87,6 +90,20 @@ def _python_deps(mapping_model: type[BaseModel]) -> Any:
     )
 
 
+if TYPE_CHECKING:
+    PipField = list[str] | str | PipInput
+    UvField = list[str] | str | UvInput
+    CondaField = str | dict[str, Any]
+else:
+    PipField = _python_deps(PipInput)
+    UvField = _python_deps(UvInput)
+    CondaField = _one_of(
+        "the path of an environment.yml, an inline mapping, or the name or prefix of an env",
+        _tagged("str", str),
+        _tagged("dict", dict[str, Any]),
+    )
+
+
 class RuntimeEnvInput(_Strict):
     """A runtime_env dict, as users write it (same fields and forms as Ray's runtime_env)."""
 
@@ -104,16 +121,9 @@ class RuntimeEnvInput(_Strict):
     excludes: list[str] | None = Field(
         None, description="Gitignore-style patterns left out of local directories."
     )
-    pip: _python_deps(PipInput) | None = None
-    uv: _python_deps(UvInput) | None = None
-    conda: (
-        _one_of(
-            "the path of an environment.yml, an inline mapping, or the name or prefix of an env",
-            _tagged("str", str),
-            _tagged("dict", dict[str, Any]),
-        )
-        | None
-    ) = None
+    pip: PipField | None = None
+    uv: UvField | None = None
+    conda: CondaField | None = None
     env_vars: dict[str, str] | None = Field(
         None, description="Environment variables; values may reference ${VAR} of the node."
     )

@@ -63,9 +63,7 @@ def test_endpoint_comes_from_aws_endpoint_url(
     assert moto_s3.count_requests("PUT", f"/{s3_bucket}/{NAME}") == 1
 
 
-def test_second_put_of_a_name_sends_no_put(
-    s3_bucket: str, moto_s3: MotoS3, payload: Path
-) -> None:
+def test_second_put_of_a_name_sends_no_put(s3_bucket: str, moto_s3: MotoS3, payload: Path) -> None:
     store = Store(f"s3://{s3_bucket}/runenv")
     store.put_file(payload, NAME)
     store.put_file(payload, NAME)
@@ -78,9 +76,9 @@ def test_second_put_of_a_name_sends_no_put(
 def test_missing_object(s3_bucket: str, tmp_path: Path) -> None:
     uri = f"s3://{s3_bucket}/runenv/pkgs/missing.zip"
     with pytest.raises(StorageError) as caught:
-        download(uri, tmp_path / "out.zip")
+        download(uri, tmp_path / "out" / "copy.zip")
     assert caught.value.message == f"object not found: {uri}"
-    assert not list(tmp_path.iterdir())
+    assert not list((tmp_path / "out").iterdir())
 
 
 def test_missing_bucket_on_upload(s3_bucket: str, payload: Path) -> None:

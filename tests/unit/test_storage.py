@@ -13,11 +13,11 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-fsspec_registry = importlib.import_module("fsspec.registry")  # fsspec.registry is a mapping
-
 from runenv import storage
 from runenv.errors import StorageError
 from runenv.storage import Store, download, normalize_uri
+
+fsspec_registry = importlib.import_module("fsspec.registry")  # fsspec.registry is a mapping
 
 NAME = "pkgs/0123abcd.zip"
 
@@ -184,18 +184,22 @@ def test_https_store_is_read_only(payload: Path) -> None:
 # --- get_file, open and download ---
 
 
-def test_missing_object_error_names_the_uri(tmp_path: Path, memory_base: str) -> None:
-    for store in (Store(str(tmp_path / "store")), Store(memory_base)):
-        missing = store.uri("pkgs/missing.zip")
-        attempts = [
-            lambda: store.get_file("pkgs/missing.zip", tmp_path / "out.zip"),
-            lambda: store.open("pkgs/missing.zip"),
-            lambda: download(missing, tmp_path / "out.zip"),
-        ]
-        for attempt in attempts:
-            with pytest.raises(StorageError) as caught:
-                attempt()
-            assert caught.value.message == f"object not found: {missing}"
+@pytest.fixture(params=["file", "memory"])
+def empty_store(request: pytest.FixtureRequest, tmp_path: Path, memory_base: str) -> Store:
+    return Store(str(tmp_path / "store") if request.param == "file" else memory_base)
+
+
+@pytest.mark.parametrize("how", ["get_file", "open", "download"])
+def test_missing_object_error_names_the_uri(empty_store: Store, tmp_path: Path, how: str) -> None:
+    missing = empty_store.uri("pkgs/missing.zip")
+    with pytest.raises(StorageError) as caught:
+        if how == "get_file":
+            empty_store.get_file("pkgs/missing.zip", tmp_path / "out.zip")
+        elif how == "open":
+            empty_store.open("pkgs/missing.zip")
+        else:
+            download(missing, tmp_path / "out.zip")
+    assert caught.value.message == f"object not found: {missing}"
     assert not (tmp_path / "out.zip").exists()
 
 
@@ -244,9 +248,7 @@ def test_download_from_a_plain_path(payload: Path, tmp_path: Path) -> None:
 # --- retries ---
 
 
-def flaky_get_file(
-    monkeypatch: pytest.MonkeyPatch, failures: list[Exception]
-) -> list[str]:
+def flaky_get_file(monkeypatch: pytest.MonkeyPatch, failures: list[Exception]) -> list[str]:
     """Make MemoryFileSystem.get_file raise each of ``failures`` once, then work."""
     calls: list[str] = []
     real_get_file = MemoryFileSystem.get_file

@@ -60,7 +60,9 @@ def test_working_dir_and_py_modules_become_uris(project: Path, tmp_path: Path) -
     assert remote == "s3://bucket/remote.zip"
     assert portable.excludes == ()
     assert portable.env_vars == {"A": "1"}
-    assert all(uris.scheme_of(location) for location in [portable.working_dir, *portable.py_modules])
+    assert all(
+        uris.scheme_of(location) for location in [portable.working_dir, *portable.py_modules]
+    )
     assert len(seen) == 4
 
 

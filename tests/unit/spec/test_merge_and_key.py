@@ -77,7 +77,10 @@ def test_key_ignores_config_and_upload_path() -> None:
 def test_key_same_for_equivalent_spellings() -> None:
     assert RuntimeEnv(pip=["six"]).key == RuntimeEnv(pip={"packages": ["six"]}).key
     assert RuntimeEnv(pip=["six", "six"]).key == RuntimeEnv(pip=["six"]).key
-    assert RuntimeEnv(env_vars={"A": "1", "B": "2"}).key == RuntimeEnv(env_vars={"B": "2", "A": "1"}).key
+    assert (
+        RuntimeEnv(env_vars={"A": "1", "B": "2"}).key
+        == RuntimeEnv(env_vars={"B": "2", "A": "1"}).key
+    )
 
 
 @pytest.mark.parametrize(

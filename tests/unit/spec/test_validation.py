@@ -162,7 +162,9 @@ def test_unknown_field_suggests_nearest() -> None:
 
 def test_unknown_nested_field_suggests_nearest() -> None:
     message = error_of(uv={"packages": ["x"], "pip_check": True})
-    assert message == "runtime_env.uv.pip_check: unknown field 'pip_check'; did you mean 'uv_check'?"
+    assert (
+        message == "runtime_env.uv.pip_check: unknown field 'pip_check'; did you mean 'uv_check'?"
+    )
     message = error_of(config={"setup_timeout": 5})
     assert "did you mean 'setup_timeout_seconds'?" in message
 
@@ -236,7 +238,9 @@ def test_working_dir_file_that_is_not_zip(in_tmp: Path) -> None:
 
 
 def test_missing_py_module(in_tmp: Path) -> None:
-    assert error_of(py_modules=["gone"]) == f"runtime_env.py_modules[0]: not found: {in_tmp / 'gone'}"
+    assert (
+        error_of(py_modules=["gone"]) == f"runtime_env.py_modules[0]: not found: {in_tmp / 'gone'}"
+    )
 
 
 def test_py_module_of_wrong_kind(in_tmp: Path) -> None:
