@@ -23,7 +23,7 @@ def package(
     upload_path: str = typer.Option(
         None, "--upload-path", help="Where to store it (path, file://, s3://, gs://)."
     ),
-    exclude: list[str] = typer.Option(  # noqa: B008 - Typer reads the default
+    exclude: list[str] = typer.Option(
         [], "--exclude", "-x", help="A gitignore-style pattern to leave out (repeatable)."
     ),
     max_size_mb: float = typer.Option(

@@ -1,9 +1,10 @@
 """Content hashes of files, and a stat-keyed cache of them (as git's index does).
 
 A cached hash is used only when the file's size, mtime, ctime and inode are unchanged (ctime
-catches tools that restore an old mtime) and the file was last modified well before it was hashed: a write within the file system's timestamp granularity of
-the hashing could otherwise leave the mtime unchanged ("racily clean" in git's terms). Such
-entries are hashed again next time, and are trusted after that.
+catches tools that restore an old mtime) and the file was last modified well before it was
+hashed: a write within the file system's timestamp granularity of the hashing could otherwise
+leave the stat unchanged ("racily clean" in git's terms). Such entries are hashed again next
+time, and are trusted after that.
 """
 
 from __future__ import annotations

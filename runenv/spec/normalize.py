@@ -27,7 +27,7 @@ _CONDA_FILE_SUFFIXES = (".yml", ".yaml")
 
 
 def normalize(raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
-    """Validate ``raw`` and return its canonical dict; relative paths are taken from ``base_dir``."""
+    """Validate ``raw`` and return its canonical dict; relative paths start at ``base_dir``."""
     if not isinstance(raw, Mapping):
         raise spec_error([f"runtime_env: expected a mapping, got {type(raw).__name__}"])
     try:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -158,7 +160,7 @@ def test_failed_copy_leaves_no_file_under_the_final_name(
         Path(destination).write_bytes(Path(source).read_bytes()[:100])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(storage.shutil, "copyfile", copy_half_then_fail)
+    monkeypatch.setattr(shutil, "copyfile", copy_half_then_fail)
     store = Store(str(tmp_path / "store"))
     with pytest.raises(StorageError, match="No space left on device"):
         store.put_file(payload, NAME)
@@ -310,7 +312,7 @@ def test_retry_waits_grow_exponentially(
 ) -> None:
     monkeypatch.setattr(storage, "RETRY_BASE_DELAY_S", 0.2)
     waits: list[float] = []
-    monkeypatch.setattr(storage.time, "sleep", waits.append)
+    monkeypatch.setattr(time, "sleep", waits.append)
     store = Store(memory_base)
     store.put_file(payload, NAME)
     flaky_get_file(monkeypatch, [ConnectionResetError(), ConnectionResetError()])
