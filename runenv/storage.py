@@ -74,7 +74,8 @@ class Store:
     def exists(self, name: str) -> bool:
         """Whether the object is in the store (asked of the backend, not a listing cache)."""
         path = self._path(name)
-        return _call(self.uri(name), "check", lambda: _exists_uncached(self._fs, path))
+        http = self._scheme in _READ_ONLY_SCHEMES
+        return _call(self.uri(name), "check", lambda: _exists_uncached(self._fs, path, http))
 
     def put_file(self, local_path: Path, name: str) -> str:
         """Upload ``local_path`` as ``name`` unless it is there already; return its URI."""
@@ -226,8 +227,10 @@ def _missing_backend(scheme: str, exc: ImportError) -> StorageError:
 # --- transfers ---
 
 
-def _exists_uncached(fs: Any, path: str) -> bool:
+def _exists_uncached(fs: Any, path: str, http: bool) -> bool:
     fs.invalidate_cache(path)  # another writer may have added it since a listing was cached
+    if http:  # without strict, fsspec's http answers False when the server cannot be reached
+        return bool(fs.exists(path, strict=True))
     return bool(fs.exists(path))
 
 

@@ -1,7 +1,7 @@
 """The accepted shape of a runtime_env dict, as pydantic models.
 
-These models check types and field names (and give ``runenv env schema`` its JSON Schema); the
-meaning of the values — paths, URIs, requirements files — is checked in :mod:`runenv.spec.normalize`.
+These models check types and field names (and give ``runenv env schema`` its JSON Schema); what
+the values mean (paths, URIs, requirements files) is checked in :mod:`runenv.spec.normalize`.
 Unions are tagged by the Python type of the value so an error names one expected shape, not three.
 """
 

@@ -137,7 +137,7 @@ def test_size_limit_from_environment(
     make_tree: TreeBuilder, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RUNENV_MAX_PACKAGE_MB", "0.001")
-    with pytest.raises(PackagingError, match="over the limit of 1.0 KiB"):
+    with pytest.raises(PackagingError, match=r"over the limit of 1\.0 KiB"):
         package_directory(make_tree({"a.bin": b"a" * 2000}), store)
 
 

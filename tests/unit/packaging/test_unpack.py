@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import stat
 import tarfile
 import zipfile
@@ -99,7 +100,7 @@ def test_zip_slip_is_refused(tmp_path: Path, entries: dict[str, bytes], bad: str
 
 def test_zip_symlink_escaping_is_refused(tmp_path: Path) -> None:
     archive = make_zip(tmp_path / "evil.zip", {}, links={"link": "../../etc"})
-    with pytest.raises(UnsafeArchiveError, match="'link' is a link to '../../etc'"):
+    with pytest.raises(UnsafeArchiveError, match=re.escape("'link' is a link to '../../etc'")):
         unpack(archive, tmp_path / "out")
 
 
@@ -117,7 +118,7 @@ def test_tar_symlink_escape_is_refused(tmp_path: Path) -> None:
 
 def test_tar_relative_symlink_escape_is_refused(tmp_path: Path) -> None:
     archive = make_tar(tmp_path / "evil.tgz", {}, links={"a/up": "../../.."})
-    with pytest.raises(UnsafeArchiveError, match="'a/up' is a link to '../../..'"):
+    with pytest.raises(UnsafeArchiveError, match=re.escape("'a/up' is a link to '../../..'")):
         unpack(archive, tmp_path / "out")
 
 
