@@ -8,6 +8,10 @@ Backends come from fsspec by URI scheme. Endpoints and credentials come from eac
 configuration (``AWS_*`` variables and files for S3, ``STORAGE_EMULATOR_HOST`` and Google
 credentials for GCS); keyword arguments given to :class:`Store` or :func:`download` are passed
 to the backend as fsspec storage options.
+
+Transient failures (connection errors, timeouts, 5xx and throttling) are retried here with
+exponential backoff; missing objects and credential problems fail at once. Every failure
+reaches the caller as a :class:`~runenv.errors.StorageError` naming the URI.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ class MotoS3:
         found = []
         for line in self._log_text().splitlines():
             match = _REQUEST_LINE.search(line)
-            if match and match["path"] != marker:
+            if match and "log-marker=" not in match["path"]:
                 found.append((match["method"], match["path"], int(match["status"])))
         return found
 

@@ -27,7 +27,7 @@ from runenv.packaging.walk import FileEntry, Tree
 
 MANIFEST_VERSION = "runenv-manifest-v1"
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-COMPRESS_LEVEL = 6
+COMPRESS_LEVEL = 1  # gzip -1: 5x the speed of level 6 for ~15% larger text
 # Content that deflate shrinks by less than this is stored as is (already compressed data).
 _STORE_RATIO = 0.9
 _SAMPLE_BYTES = 64 * 1024

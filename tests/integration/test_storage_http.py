@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,3 +63,14 @@ def test_upload_is_refused(http_server: HttpServer, tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="read-only"):
         Store(http_server.base_url).put_file(payload, "pkgs/a.zip")
     assert not (http_server.directory / "pkgs").exists()
+
+
+def test_unreachable_server_is_an_error_not_a_missing_object(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    store = Store(f"{closed}/objects")
+    with pytest.raises(StorageError, match="cannot reach the storage endpoint"):
+        store.exists("pkgs/a.zip")
+    with pytest.raises(StorageError, match="cannot reach the storage endpoint"):
+        download(f"{closed}/objects/pkgs/a.zip", tmp_path / "a.zip")

@@ -11,9 +11,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import fsspec
 import pytest
+import yarl
 from fsspec.implementations.memory import MemoryFileSystem
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from runenv import storage
 from runenv.errors import StorageError
@@ -265,14 +268,22 @@ def flaky_get_file(monkeypatch: pytest.MonkeyPatch, failures: list[Exception]) -
     return calls
 
 
+def http_error(status: int) -> aiohttp.ClientResponseError:
+    url = yarl.URL("http://objects.example.invalid/pkgs/a.zip")
+    info = aiohttp.RequestInfo(url, "GET", CIMultiDictProxy(CIMultiDict()), url)
+    return aiohttp.ClientResponseError(info, (), status=status, message="status")
+
+
 def test_transient_errors_are_retried(
     memory_base: str, payload: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = Store(memory_base)
     store.put_file(payload, NAME)
-    calls = flaky_get_file(monkeypatch, [ConnectionResetError(), TimeoutError()])
+    failures: list[Exception] = [ConnectionResetError(), TimeoutError(), http_error(503)]
+    monkeypatch.setattr(storage, "RETRY_ATTEMPTS", 4)
+    calls = flaky_get_file(monkeypatch, failures)
     store.get_file(NAME, tmp_path / "out.zip")
-    assert len(calls) == 3
+    assert len(calls) == 4
     assert (tmp_path / "out.zip").read_bytes() == payload.read_bytes()
 
 
@@ -291,6 +302,8 @@ def test_transient_errors_give_up_after_the_last_attempt(
     [
         (FileNotFoundError("gone"), "object not found"),
         (PermissionError("no"), "access denied"),
+        (http_error(403), "access denied"),
+        (http_error(404), "object not found"),
         (ValueError("bad"), "download of .* failed: bad"),
     ],
 )
