@@ -2,7 +2,8 @@
 
 Generates a tree of ~2,000 small source files plus a few large binaries (80 MiB by default),
 then times, each the median of --repeat runs:
-  - runenv: package + upload to a local store, cold (fresh hash cache and store);
+  - runenv: package + upload to a local store, cold (fresh hash cache and store), entries
+    stored as for every store on this machine, and deflated as for s3:// and gs:// stores;
   - runenv: re-package the unchanged tree (warm hash cache, archive already in the store);
   - `zip -r -q` of the same tree;
   - Ray: hash + zip, as `ray.init(runtime_env={"working_dir": ...})` does (when ray is installed).
@@ -29,7 +30,21 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 SOURCE_FILES = 2_000
 LARGE_FILES = 4
-WORDS = "def class return import from self value result data model train step loss".split()
+WORDS = [
+    "def",
+    "class",
+    "return",
+    "import",
+    "from",
+    "self",
+    "value",
+    "result",
+    "data",
+    "model",
+    "train",
+    "step",
+    "loss",
+]
 
 
 def generate_tree(root: Path, size_mb: int, seed: int = 7) -> int:
@@ -76,12 +91,12 @@ def timed(action: Callable[[], object], prepare: Callable[[], object], repeat: i
     return statistics.median(samples)
 
 
-def runenv_first(tree: Path, work: Path) -> Callable[[], object]:
+def runenv_first(tree: Path, work: Path, compress: bool | None = None) -> Callable[[], object]:
     from runenv.packaging import package_directory
     from runenv.storage import Store
 
     def run() -> object:
-        return package_directory(tree, Store(str(work / "store")))
+        return package_directory(tree, Store(str(work / "store")), compress=compress)
 
     return run
 
@@ -92,6 +107,11 @@ def fresh_runenv_state(work: Path) -> Callable[[], None]:
             shutil.rmtree(work / name, ignore_errors=True)
 
     return reset
+
+
+def archive_size(work: Path) -> str:
+    archive = next((work / "store" / "pkgs").glob("*.zip"))
+    return f"{archive.stat().st_size / 2**20:.1f} MiB"
 
 
 def zip_r(tree: Path, work: Path) -> Callable[[], object]:
@@ -129,23 +149,33 @@ def main() -> None:
         os.environ["RUNENV_HOME"] = str(work / "home")
         tree = work / "tree"
         size = generate_tree(tree, args.size_mb)
-        print(f"tree: {SOURCE_FILES + LARGE_FILES + 1} files, {size / 2**20:.1f} MiB; "
-              f"median of {args.repeat} runs; {os.cpu_count()} cores; Python {sys.version.split()[0]}")
+        print(
+            f"tree: {SOURCE_FILES + LARGE_FILES + 1} files, {size / 2**20:.1f} MiB; "
+            f"median of {args.repeat} runs; {os.cpu_count()} cores; Python {sys.version.split()[0]}"
+        )
         reset = fresh_runenv_state(work)
+        deflated = timed(runenv_first(tree, work, compress=True), reset, args.repeat)
+        deflated_size = archive_size(work)
         first = timed(runenv_first(tree, work), reset, args.repeat)
         runenv_first(tree, work)()  # warm: hash cache filled, archive in the store
         again = timed(runenv_first(tree, work), lambda: None, args.repeat)
         zip_time = timed(zip_r(tree, work), lambda: None, args.repeat)
         ray = ray_hash_and_zip(tree, work)
         ray_time = timed(ray, lambda: None, args.repeat) if ray else None
-        archive = next((work / "store" / "pkgs").glob("*.zip")).stat().st_size
         rows = [
-            ("runenv package + upload (cold)", first, f"archive {archive / 2**20:.1f} MiB"),
+            ("runenv package, local store (cold)", first, f"archive {archive_size(work)}"),
+            (
+                "runenv package, deflated (cold)",
+                deflated,
+                f"archive {deflated_size}; as for s3:// and gs://",
+            ),
             ("runenv re-package, unchanged", again, f"{first / again:.1f}x faster than cold"),
             ("zip -r -q", zip_time, f"runenv cold is {zip_time / first:.2f}x its speed"),
         ]
         if ray_time is not None:
-            rows.append(("Ray hash + zip", ray_time, f"runenv cold is {ray_time / first:.2f}x faster"))
+            rows.append(
+                ("Ray hash + zip", ray_time, f"runenv cold is {ray_time / first:.2f}x faster")
+            )
         else:
             rows.append(("Ray hash + zip", float("nan"), "ray not installed"))
         print(f"| {'what':<34} | {'seconds':>8} | notes |")

@@ -81,8 +81,25 @@ class Store:
         http = self._scheme in _READ_ONLY_SCHEMES
         return _call(self.uri(name), "check", lambda: _exists_uncached(self._fs, path, http))
 
-    def put_file(self, local_path: Path, name: str) -> str:
-        """Upload ``local_path`` as ``name`` unless it is there already; return its URI."""
+    @property
+    def is_local(self) -> bool:
+        """Whether objects stay on this machine (file:// and memory://): no network between."""
+        return self._scheme in ("file", "memory")
+
+    def staging_directory(self) -> Path | None:
+        """For a local store: a directory on its filesystem where a file to put can be built,
+        so that putting it is a rename. None for other stores."""
+        if self._scheme != "file":
+            return None
+        staging = Path(self._root) / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging
+
+    def put_file(self, local_path: Path, name: str, *, move: bool = False) -> str:
+        """Upload ``local_path`` as ``name`` unless it is there already; return its URI.
+
+        With ``move``, a local store may take the file by renaming it instead of copying it.
+        """
         uri = self.uri(name)
         self._refuse_writes(uri)
         if not Path(local_path).is_file():
@@ -93,7 +110,8 @@ class Store:
             return uri  # content-addressed: an existing name already holds these bytes
         path = self._path(name)
         if self._scheme == "file":
-            _call(uri, "upload", lambda: _copy_atomically(Path(local_path), Path(path)))
+            place = _move_atomically if move else _copy_atomically
+            _call(uri, "upload", lambda: place(Path(local_path), Path(path)))
         else:
             _call(uri, "upload", lambda: _put_once(self._fs, Path(local_path), path))
         return uri
@@ -249,6 +267,17 @@ def _copy_atomically(source: Path, destination: Path) -> None:
         shutil.copyfile(source, partial)
         _fsync(partial)  # the bytes reach the disk before the name does
         partial.replace(destination)
+
+
+def _move_atomically(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    _fsync(source)  # the bytes reach the disk before the name does
+    try:
+        source.replace(destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_atomically(source, destination)  # another filesystem: a rename cannot work
 
 
 def _download_atomically(fs: Any, path: str, uri: str, local_path: Path) -> None:

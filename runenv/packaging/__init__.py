@@ -67,10 +67,13 @@ def package_directory(
     max_bytes: int | None = None,
     default_excludes: Sequence[str] = DEFAULT_EXCLUDES,
     top_level_directory: bool = False,
+    compress: bool | None = None,
 ) -> Package:
     """Package ``root`` into ``store`` as ``pkgs/<digest>.zip``.
 
     ``top_level_directory`` keeps the directory's own name in the archive (py_modules packages).
+    ``compress`` deflates what shrinks; by default only for stores across a network (s3, gs),
+    since for a store on this machine it costs time both ways and saves nothing that matters.
     Nothing is written or uploaded when the tree is over ``max_bytes``
     (default ``RUNENV_MAX_PACKAGE_MB``, 100 MiB): a :class:`PackagingError` lists the largest paths.
     """
@@ -87,7 +90,7 @@ def package_directory(
     )
     limit = settings.max_package_bytes() if max_bytes is None else max_bytes
     check_size(tree, limit)
-    return _store_tree(tree, store)
+    return _store_tree(tree, store, compress)
 
 
 def package_file(path: Path, store: Store) -> Package:
@@ -116,13 +119,14 @@ def upload_file_as_is(path: Path, store: Store) -> Package:
     return Package(digest, store.uri(name), uploaded, size, [path.name], archive_bytes=size)
 
 
-def _store_tree(tree: Tree, store: Store) -> Package:
+def _store_tree(tree: Tree, store: Store, compress: bool | None = None) -> Package:
     cache = HashCache(hash_cache_path())
     try:
         cached = cache.lookup(tree.files)
         package = _package_from_cache(tree, store, cached)
         if package is None:
-            package = _write_and_upload(tree, store, cache)
+            deflate = not store.is_local if compress is None else compress
+            package = _write_and_upload(tree, store, cache, deflate)
     finally:
         cache.close()
     package.files = [entry.path for entry in tree.files]
@@ -143,25 +147,27 @@ def _package_from_cache(tree: Tree, store: Store, cached: dict[str, str]) -> Pac
     return Package(digest, store.uri(name), uploaded=False, total_bytes=tree.total_bytes)
 
 
-def _write_and_upload(tree: Tree, store: Store, cache: HashCache) -> Package:
+def _write_and_upload(tree: Tree, store: Store, cache: HashCache, compress: bool) -> Package:
     """One pass over the files: hash and compress them together, then upload if new."""
-    with tempfile.TemporaryDirectory(prefix="runenv-package-") as scratch:
+    staging = store.staging_directory()
+    with tempfile.TemporaryDirectory(prefix="runenv-package-", dir=staging) as scratch:
         archive = Path(scratch) / "package.zip"
         started = now_ns()
-        hashes = write_zip(tree, archive)
+        hashes = write_zip(tree, archive, compress=compress)
         for entry in tree.files:
             cache.record(entry, hashes[entry.path], started)
         digest = manifest_digest(tree, hashes)
         name = archive_name(digest)
+        archive_bytes = archive.stat().st_size
         uploaded = not store.exists(name)
         if uploaded:
-            store.put_file(archive, name)
+            store.put_file(archive, name, move=True)
         return Package(
             digest,
             store.uri(name),
             uploaded=uploaded,
             total_bytes=tree.total_bytes,
-            archive_bytes=archive.stat().st_size,
+            archive_bytes=archive_bytes,
             files_read=len(tree.files),
         )
 

@@ -9,7 +9,6 @@ same digest exactly when they would unpack to the same files.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import stat
@@ -18,6 +17,7 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -31,6 +31,7 @@ COMPRESS_LEVEL = 1  # gzip -1: 5x the speed of level 6 for ~15% larger text
 # Content that deflate shrinks by less than this is stored as is (already compressed data).
 _STORE_RATIO = 0.9
 _SAMPLE_BYTES = 64 * 1024
+_SAMPLED_FROM_BYTES = 256 * 1024
 # ZipInfo's per-entry level: public since Python 3.13, private before.
 _LEVEL_ATTRIBUTE = (
     "compress_level" if hasattr(zipfile.ZipInfo, "compress_level") else "_compresslevel"
@@ -43,16 +44,19 @@ def file_mode(entry: FileEntry) -> int:
 
 def manifest_digest(tree: Tree, hashes: Mapping[str, str]) -> str:
     """sha256 over the sorted manifest of ``tree``; ``hashes`` maps paths to content hashes."""
-    digest = hashlib.sha256(MANIFEST_VERSION.encode() + b"\n")
-    rows: list[list[str]] = [[path, "dir", ""] for path in tree.directories]
-    rows += [[e.path, f"{file_mode(e):o}", hashes[e.path]] for e in tree.files]
-    for row in sorted(rows):
-        digest.update(json.dumps(row).encode() + b"\n")
-    return digest.hexdigest()
+    # One line per entry: path NUL mode NUL content hash (a path never holds a NUL).
+    rows = [f"{path}\0dir\0" for path in tree.directories]
+    rows += [f"{e.path}\0{file_mode(e):o}\0{hashes[e.path]}" for e in tree.files]
+    manifest = "\n".join([MANIFEST_VERSION, *sorted(rows)]) + "\n"
+    return hashlib.sha256(manifest.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def write_zip(tree: Tree, destination: Path) -> dict[str, str]:
-    """Write ``tree`` as a deterministic zip; returns each file's content sha256 by path."""
+def write_zip(tree: Tree, destination: Path, *, compress: bool = True) -> dict[str, str]:
+    """Write ``tree`` as a deterministic zip; returns each file's content sha256 by path.
+
+    With ``compress``, files that shrink are deflated (for uploads over a network); without it
+    every entry is stored, which is faster when the archive stays on this machine.
+    """
     hashes: dict[str, str] = {}
     entries: list[tuple[str, FileEntry | None]] = [(path, None) for path in tree.directories]
     entries += [(entry.path, entry) for entry in tree.files]
@@ -61,8 +65,33 @@ def write_zip(tree: Tree, destination: Path) -> dict[str, str]:
             if entry is None:
                 archive.writestr(_directory_info(path), b"")
             else:
-                hashes[path] = _write_file(archive, entry)
+                hashes[path] = _write_file(archive, entry, compress)
     return hashes
+
+
+def _write_file(archive: zipfile.ZipFile, entry: FileEntry, compress: bool) -> str:
+    digest = hashlib.sha256()
+    with _reading(entry), open(entry.source, "rb") as source:
+        head = source.read(_SAMPLE_BYTES)
+        info = _file_info(entry, compress and _worth_compressing(entry.size, head))
+        with archive.open(info, "w", force_zip64=entry.size > 2**31) as sink:
+            chunk = head
+            while chunk:
+                digest.update(chunk)
+                sink.write(chunk)
+                chunk = source.read(CHUNK_BYTES)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _reading(entry: FileEntry) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise PackagingError(
+            f"cannot read {entry.source}: {error.strerror}",
+            hint="fix its permissions, or leave it out with `excludes`",
+        ) from None
 
 
 def _directory_info(path: str) -> zipfile.ZipInfo:
@@ -72,36 +101,22 @@ def _directory_info(path: str) -> zipfile.ZipInfo:
     return info
 
 
-def _write_file(archive: zipfile.ZipFile, entry: FileEntry) -> str:
-    digest = hashlib.sha256()
-    try:
-        with open(entry.source, "rb") as source:
-            info = _file_info(entry, source)
-            with archive.open(info, "w", force_zip64=entry.size > 2**31) as sink:
-                while chunk := source.read(CHUNK_BYTES):
-                    digest.update(chunk)
-                    sink.write(chunk)
-    except OSError as error:
-        raise PackagingError(
-            f"cannot read {entry.source}: {error.strerror}",
-            hint="fix its permissions, or leave it out with `excludes`",
-        ) from None
-    return digest.hexdigest()
-
-
-def _file_info(entry: FileEntry, source: IO[bytes]) -> zipfile.ZipInfo:
+def _file_info(entry: FileEntry, deflate: bool) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(entry.path, date_time=ZIP_EPOCH)
     info.create_system = 3
     info.external_attr = (stat.S_IFREG | file_mode(entry)) << 16
     info.file_size = entry.size
-    sample = source.read(_SAMPLE_BYTES)
-    source.seek(0)
-    if sample and len(zlib.compress(sample, 1)) < _STORE_RATIO * len(sample):
+    if deflate:
         info.compress_type = zipfile.ZIP_DEFLATED
         setattr(info, _LEVEL_ATTRIBUTE, COMPRESS_LEVEL)
-    else:
-        info.compress_type = zipfile.ZIP_STORED
     return info
+
+
+def _worth_compressing(size: int, head: bytes) -> bool:
+    """Small files are deflated; a large one only if its head shrinks (not media, weights)."""
+    if size < _SAMPLED_FROM_BYTES:
+        return size > 0
+    return len(zlib.compress(head, 1)) < _STORE_RATIO * len(head)
 
 
 # ---------------------------------------------------------------------------------------------

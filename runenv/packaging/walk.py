@@ -74,19 +74,36 @@ class Tree:
 
 @dataclass(frozen=True)
 class _Rules:
-    """Ignore specs that apply to a directory: each with the directory it is relative to."""
+    """Ignore specs that apply to a directory, in order, each with the directory it is relative
+    to: the defaults, the ignore files from the root down, then the caller's excludes."""
 
-    defaults: pathspec.GitIgnoreSpec
-    nested: tuple[tuple[str, pathspec.GitIgnoreSpec], ...]
-    excludes: pathspec.GitIgnoreSpec
+    defaults: tuple[_Spec, ...]
+    nested: tuple[_Spec, ...]
+    excludes: tuple[_Spec, ...]
 
     def ignores(self, path: str) -> bool:
         decision = False
-        for base, spec in (("", self.defaults), *self.nested, ("", self.excludes)):
-            result = spec.check_file(path[len(base) :])
+        is_dir = path.endswith("/")
+        for spec in (*self.defaults, *self.nested, *self.excludes):
+            if spec.directories_only and not is_dir:
+                continue  # such patterns match files only through their (pruned) directories
+            result = spec.patterns.check_file(path[len(spec.base) :])
             if result.include is not None:
                 decision = bool(result.include)
         return decision
+
+
+@dataclass(frozen=True)
+class _Spec:
+    base: str  # the directory the patterns are relative to, "" or ending in "/"
+    patterns: pathspec.GitIgnoreSpec
+    directories_only: bool
+
+    @classmethod
+    def from_lines(cls, base: str, lines: Sequence[str]) -> _Spec:
+        active = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        only_dirs = all(line.endswith("/") for line in active)
+        return cls(base, pathspec.GitIgnoreSpec.from_lines(list(lines)), only_dirs)
 
 
 def walk_tree(
@@ -99,7 +116,7 @@ def walk_tree(
 ) -> Tree:
     """Walk ``root``; archive paths start with ``prefix`` (e.g. ``"mypkg/"`` for py_modules)."""
     root = root.resolve()
-    rules = _Rules(_spec(default_excludes), (), _spec(excludes))
+    rules = _Rules(_root_specs(default_excludes), (), _root_specs(excludes))
     tree = Tree(root=root)
     walker = _Walker(tree, tuple(ignore_files), prefix)
     walker.walk_directory(str(root), "", rules, frozenset({_identity(root)}))
@@ -151,6 +168,9 @@ class _Walker:
             self.tree.skipped.append((path, reason))
             return
         is_dir = stat.S_ISDIR(info.st_mode)
+        if not _is_utf8(path):
+            self.tree.skipped.append((path, "name is not valid UTF-8"))
+            return
         if rules.ignores(path + "/" if is_dir else path):
             size = _tree_size(entry.path, self.tree.excluded) if is_dir else info.st_size
             self.tree.excluded.files += not is_dir
@@ -180,14 +200,15 @@ class _Walker:
         for name in self.ignore_files:
             lines = _read_lines(os.path.join(directory, name))
             if lines:
-                added.append((relative, pathspec.GitIgnoreSpec.from_lines(lines)))
+                added.append(_Spec.from_lines(relative, lines))
         if not added:
             return rules
         return _Rules(rules.defaults, (*rules.nested, *added), rules.excludes)
 
 
-def _spec(patterns: Sequence[str]) -> pathspec.GitIgnoreSpec:
-    return pathspec.GitIgnoreSpec.from_lines(list(patterns))
+def _root_specs(patterns: Sequence[str]) -> tuple[_Spec, ...]:
+    """Patterns relative to the root; nothing at all for no patterns, so nothing is matched."""
+    return (_Spec.from_lines("", patterns),) if patterns else ()
 
 
 def _read_lines(path: str) -> list[str]:
@@ -208,6 +229,14 @@ def _file_entry(path: str, source: str, info: os.stat_result) -> FileEntry:
         ctime_ns=info.st_ctime_ns,
         inode=info.st_ino,
     )
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates
+        return False
+    return True
 
 
 def _identity(path: Path) -> tuple[int, int]:

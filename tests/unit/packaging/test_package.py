@@ -19,7 +19,7 @@ SOURCE: dict[str, str | bytes] = {
     "pkg/__init__.py": "",
     "pkg/util.py": "def f():\n    return 1\n",
     "bin/run.sh": "#!/bin/sh\necho run\n",
-    "blob.bin": os.urandom(200_000),
+    "blob.bin": os.urandom(300_000),
     "empty/": "",
 }
 
@@ -36,24 +36,26 @@ def test_uri_is_pkgs_digest_zip(make_tree: TreeBuilder, store: Store) -> None:
     assert archive_path(store, package.uri).is_file()
 
 
+@pytest.mark.parametrize("compress", [False, True])
 def test_same_tree_gives_byte_identical_archives(
-    make_tree: TreeBuilder, tmp_path: Path, runenv_home: Path
+    make_tree: TreeBuilder, tmp_path: Path, compress: bool
 ) -> None:
     first, second = make_tree(SOURCE), make_tree(SOURCE)
     (second / "main.py").chmod(0o600)  # permissions other than the exec bit don't matter
     os.utime(second / "pkg" / "util.py", (1, 1))
-    one = package_directory(first, Store(str(tmp_path / "s1")))
-    two = package_directory(second, Store(str(tmp_path / "s2")))
+    one = package_directory(first, Store(str(tmp_path / "s1")), compress=compress)
+    two = package_directory(second, Store(str(tmp_path / "s2")), compress=compress)
     assert one.digest == two.digest
     bytes_one = archive_path(Store(str(tmp_path / "s1")), one.uri).read_bytes()
     bytes_two = archive_path(Store(str(tmp_path / "s2")), two.uri).read_bytes()
     assert bytes_one == bytes_two
 
 
-def test_archive_layout(make_tree: TreeBuilder, store: Store) -> None:
+@pytest.mark.parametrize("compress", [False, True])
+def test_archive_layout(make_tree: TreeBuilder, store: Store, compress: bool) -> None:
     root = make_tree(SOURCE)
     (root / "bin" / "run.sh").chmod(0o755)
-    package = package_directory(root, store)
+    package = package_directory(root, store, compress=compress)
     with zipfile.ZipFile(archive_path(store, package.uri)) as archive:
         infos = archive.infolist()
         names = [info.filename for info in infos]
@@ -64,9 +66,22 @@ def test_archive_layout(make_tree: TreeBuilder, store: Store) -> None:
         assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
         assert by_name["bin/run.sh"].external_attr >> 16 & 0o777 == 0o755
         assert by_name["main.py"].external_attr >> 16 & 0o777 == 0o644
-        assert by_name["main.py"].compress_type == zipfile.ZIP_DEFLATED
-        assert by_name["blob.bin"].compress_type == zipfile.ZIP_STORED  # random: not compressed
+        text_method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        assert by_name["main.py"].compress_type == text_method
+        assert by_name["blob.bin"].compress_type == zipfile.ZIP_STORED  # random: never deflated
         assert archive.read("main.py") == (root / "main.py").read_bytes()
+        assert archive.testzip() is None
+
+
+def test_local_store_gets_stored_entries_remote_ones_deflated(
+    make_tree: TreeBuilder, tmp_path: Path
+) -> None:
+    root = make_tree(SOURCE)
+    local = package_directory(root, Store(str(tmp_path / "local")))
+    deflated = package_directory(root, Store(str(tmp_path / "other")), compress=True)
+    assert local.digest == deflated.digest  # the digest is about content, not encoding
+    assert deflated.archive_bytes is not None and local.archive_bytes is not None
+    assert deflated.archive_bytes < local.archive_bytes
 
 
 def test_digest_changes_with_content_name_mode_and_empty_dirs(

@@ -164,3 +164,12 @@ def test_broken_link_is_skipped_and_reported(make_tree: TreeBuilder) -> None:
 def test_prefix_for_py_modules(make_tree: TreeBuilder) -> None:
     root = make_tree({"__init__.py": "", "sub/m.py": ""})
     assert included(root, prefix="mypkg/") == ["mypkg/__init__.py", "mypkg/sub/m.py"]
+
+
+def test_name_that_is_not_utf8_is_skipped_and_reported(make_tree: TreeBuilder) -> None:
+    root = make_tree({"a.py": "a"})
+    with open(os.path.join(os.fsencode(root), b"caf\xe9.txt"), "wb") as handle:
+        handle.write(b"a file whose name is Latin-1")
+    tree = walk_tree(root)
+    assert [entry.path for entry in tree.files] == ["a.py"]
+    assert tree.skipped == [("caf\udce9.txt", "name is not valid UTF-8")]
