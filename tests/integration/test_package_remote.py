@@ -35,23 +35,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def package_json(project: Path, upload_path: str) -> dict[str, object]:
+    command = [sys.executable, "-m", "runenv", "package", str(project), "--json"]
+    command += ["--upload-path", upload_path, "--exclude", "*.log"]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runenv",
-            "package",
-            str(project),
-            "--json",
-            "--upload-path",
-            upload_path,
-            "--exclude",
-            "*.log",
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=120,
+        command, capture_output=True, text=True, env=dict(os.environ), timeout=120
     )
     assert result.returncode == 0, result.stderr
     report: dict[str, object] = json.loads(result.stdout)
