@@ -48,8 +48,9 @@ def test_package_prints_uri_and_exclusions(project: Path, tmp_path: Path) -> Non
 
 def test_package_json(project: Path, tmp_path: Path) -> None:
     store = tmp_path / "elsewhere"
-    result = run("package", str(project), "--json", "--upload-path", str(store),
-                 home=tmp_path / "home")  # fmt: skip
+    result = run(
+        "package", str(project), "--json", "--upload-path", str(store), home=tmp_path / "home"
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["uri"] == f"{store.as_uri()}/pkgs/{report['digest']}.zip"

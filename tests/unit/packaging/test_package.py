@@ -60,8 +60,14 @@ def test_archive_layout(make_tree: TreeBuilder, store: Store, compress: bool) ->
         infos = archive.infolist()
         names = [info.filename for info in infos]
         assert names == sorted(names)
-        assert set(names) == {"bin/run.sh", "blob.bin", "empty/", "main.py", "pkg/__init__.py",
-                              "pkg/util.py"}  # fmt: skip
+        assert set(names) == {
+            "bin/run.sh",
+            "blob.bin",
+            "empty/",
+            "main.py",
+            "pkg/__init__.py",
+            "pkg/util.py",
+        }
         by_name = {info.filename: info for info in infos}
         assert {info.date_time for info in infos} == {(1980, 1, 1, 0, 0, 0)}
         assert by_name["bin/run.sh"].external_attr >> 16 & 0o777 == 0o755
@@ -111,8 +117,9 @@ def test_duplicate_files_do_not_cancel_out(make_tree: TreeBuilder, store: Store)
 
 
 def test_all_excluded_tree_is_the_empty_package(make_tree: TreeBuilder, store: Store) -> None:
-    everything_out = package_directory(make_tree({"a.log": "a", "b.log": "b"}), store,
-                                       excludes=["*.log"])  # fmt: skip
+    everything_out = package_directory(
+        make_tree({"a.log": "a", "b.log": "b"}), store, excludes=["*.log"]
+    )
     empty = package_directory(make_tree({}), store)
     something = package_directory(make_tree({"a.py": ""}), store)
     assert everything_out.digest == empty.digest

@@ -49,9 +49,16 @@ def test_schema_describes_every_field() -> None:
     schema = json_schema()
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {
-        "working_dir", "py_modules", "excludes", "pip", "uv", "conda",
-        "env_vars", "config", "upload_path",
-    }  # fmt: skip
+        "working_dir",
+        "py_modules",
+        "excludes",
+        "pip",
+        "uv",
+        "conda",
+        "env_vars",
+        "config",
+        "upload_path",
+    }
     pip_forms = schema["properties"]["pip"]["anyOf"][0]["oneOf"]
     assert [form.get("type", form.get("$ref")) for form in pip_forms] == [
         "array",
