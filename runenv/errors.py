@@ -35,3 +35,26 @@ class UnsafeArchiveError(RunenvError):
 
 class StorageError(RunenvError):
     """An upload or download that failed: missing object, credentials, endpoint or backend."""
+
+
+class EnvSetupError(RunenvError):
+    """Setting up a runtime environment failed: a download, an unpack, a resolution, an install.
+
+    ``step`` names what was running and ``log_path`` is the full setup log.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        step: str | None = None,
+        log_path: str | None = None,
+    ) -> None:
+        super().__init__(message, hint)
+        self.step = step
+        self.log_path = log_path
+
+
+class SetupTimeoutError(EnvSetupError):
+    """Setting up a runtime environment took longer than ``config.setup_timeout_seconds``."""

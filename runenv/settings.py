@@ -27,21 +27,43 @@ def default_store_uri() -> str:
 
 def max_package_bytes() -> int:
     """The size limit for a local directory, from ``RUNENV_MAX_PACKAGE_MB`` (default 100)."""
-    raw = os.environ.get("RUNENV_MAX_PACKAGE_MB")
-    if raw is None or raw.strip() == "":
-        return DEFAULT_MAX_PACKAGE_MB * 1024 * 1024
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        megabytes = -1.0
-    if megabytes <= 0:
-        raise RunenvError(
-            f"RUNENV_MAX_PACKAGE_MB={raw!r} is not a positive number",
-            hint="set it to a size in MiB, e.g. RUNENV_MAX_PACKAGE_MB=250",
-        )
+    megabytes = _positive_number("RUNENV_MAX_PACKAGE_MB", DEFAULT_MAX_PACKAGE_MB)
     return int(megabytes * 1024 * 1024)
 
 
 def ignore_gitignore() -> bool:
     """``RUNENV_IGNORE_GITIGNORE=1`` packages files that .gitignore files leave out."""
     return os.environ.get("RUNENV_IGNORE_GITIGNORE", "").lower() in ("1", "true", "yes")
+
+
+def failure_ttl_seconds() -> float:
+    """How long a failed env build is remembered (``RUNENV_FAILURE_TTL_SECONDS``, default 30)."""
+    return _positive_number("RUNENV_FAILURE_TTL_SECONDS", 30.0, allow_zero=True)
+
+
+def cache_max_bytes() -> int | None:
+    """Size cap of the node's env cache (``RUNENV_CACHE_MAX_GB``, default 20; 0: no cap)."""
+    gigabytes = _positive_number("RUNENV_CACHE_MAX_GB", 20.0, allow_zero=True)
+    return None if gigabytes == 0 else int(gigabytes * 1024**3)
+
+
+def uv_cache_dir() -> Path:
+    """uv's package cache: ``UV_CACHE_DIR`` if set, else beside the env cache (same file
+    system, so installs are hard links, not copies)."""
+    configured = os.environ.get("UV_CACHE_DIR")
+    return Path(configured) if configured else runenv_home() / "uv-cache"
+
+
+def _positive_number(name: str, default: float, *, allow_zero: bool = False) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (value == 0 and not allow_zero):
+        raise RunenvError(
+            f"{name}={raw!r} is not a valid number", hint=f"unset it or set e.g. {name}={default:g}"
+        )
+    return value

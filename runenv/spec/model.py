@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from runenv.errors import SpecError
-from runenv.spec.normalize import PYTHON_ENV_FIELDS, install_options_key, normalize
+from runenv.spec.normalize import PYTHON_ENV_FIELDS, normalize
+from runenv.spec.python_packages import PythonPackages
 
 # Fields that say how an env is set up or where code is uploaded, not what is in it.
 _NOT_IN_KEY = ("config", "upload_path")
@@ -31,27 +32,6 @@ class RuntimeEnvConfig:
     def setup_timeout(self) -> float | None:
         """The setup time limit in seconds, or None for no limit."""
         return None if self.setup_timeout_seconds == -1 else float(self.setup_timeout_seconds)
-
-
-@dataclass(frozen=True)
-class PythonPackages:
-    """The ``pip`` or ``uv`` field: one shape for both, ``tool`` says which."""
-
-    tool: Literal["pip", "uv"]
-    packages: tuple[str, ...]
-    check: bool = False
-    version: str | None = None
-    install_options: tuple[str, ...] = ()
-
-    @classmethod
-    def from_field(cls, tool: Literal["pip", "uv"], data: Mapping[str, Any]) -> PythonPackages:
-        return cls(
-            tool=tool,
-            packages=tuple(data["packages"]),
-            check=bool(data.get(f"{tool}_check", False)),
-            version=data.get(f"{tool}_version"),
-            install_options=tuple(data.get(install_options_key(tool), ())),
-        )
 
 
 class RuntimeEnv:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from runenv import uris
 from runenv.errors import SpecError
 from runenv.spec.errors import field_path, from_validation_error, spec_error
+from runenv.spec.python_packages import Lock, PythonPackages, Tool, install_options_key
 from runenv.spec.requirements import dedupe, read_requirements_file
 from runenv.spec.schema import ConfigInput, PipInput, RuntimeEnvInput, UvInput
 
@@ -145,27 +146,22 @@ def _check_remote(uri: str, where: str, allowed: tuple[str, ...]) -> None:
         )
 
 
-def _python_packages(tool: str, value: Any, base_dir: Path) -> dict[str, Any]:
+def _python_packages(tool: Tool, value: Any, base_dir: Path) -> dict[str, Any]:
     where = field_path([tool])
-    if isinstance(value, (PipInput, UvInput)):
-        packages, file_options = _requirements(value.packages, base_dir, f"{where}.packages")
-        data = value.model_dump()
-        check, version = data[f"{tool}_check"], data[f"{tool}_version"]
-        options = file_options + data[install_options_key(tool)]
-    else:
+    if not isinstance(value, (PipInput, UvInput)):
         packages, options = _requirements(value, base_dir, where)
-        check, version = False, None
-    result: dict[str, Any] = {"packages": packages, f"{tool}_check": check}
-    if version is not None:
-        result[f"{tool}_version"] = version
-    if options:
-        result[install_options_key(tool)] = options
-    return result
-
-
-def install_options_key(tool: str) -> str:
-    """``pip_install_options`` for pip, ``uv_pip_install_options`` for uv (Ray's names)."""
-    return "uv_pip_install_options" if tool == "uv" else "pip_install_options"
+        return PythonPackages(tool, tuple(packages), install_options=tuple(options)).to_field()
+    packages, file_options = _requirements(value.packages, base_dir, f"{where}.packages")
+    data = value.model_dump()
+    lock = Lock.from_field(data["lock"]) if data["lock"] is not None else None
+    return PythonPackages(
+        tool,
+        tuple(packages),
+        check=data[f"{tool}_check"],
+        version=data[f"{tool}_version"],
+        install_options=tuple(file_options + data[install_options_key(tool)]),
+        lock=lock,
+    ).to_field()
 
 
 def _requirements(

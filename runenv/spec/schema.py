@@ -52,6 +52,13 @@ else:
     )
 
 
+class LockInput(_Strict):
+    """Pinned versions, resolved once on the submitting machine so every node installs them."""
+
+    python: str = Field(description="The Python version the lock was resolved for, e.g. 3.11.7.")
+    requirements: list[str] = Field(description="Pinned requirements, e.g. six==1.17.0.")
+
+
 class PipInput(_Strict):
     """``pip`` as a mapping (Ray's long form)."""
 
@@ -59,6 +66,7 @@ class PipInput(_Strict):
     pip_check: bool = False
     pip_version: str | None = None
     pip_install_options: list[str] = []
+    lock: LockInput | None = None
 
 
 class UvInput(_Strict):
@@ -68,6 +76,7 @@ class UvInput(_Strict):
     uv_check: bool = False
     uv_version: str | None = None
     uv_pip_install_options: list[str] = []
+    lock: LockInput | None = None
 
 
 class ConfigInput(_Strict):

@@ -1,0 +1,324 @@
+"""The node-local cache of runtime resources: unpacked code, Python environments.
+
+Entries live at ``RUNENV_HOME/runtime_resources/<kind>-v1/<key>/``. The rules, in one place:
+
+- An entry is built in a temporary directory beside it and published by renaming it into place;
+  a directory under the final name is complete, and is never modified afterwards.
+- One file lock per key: processes asking for the same entry at once build it once.
+- Each user holds a *lease* — a shared ``flock`` on ``<key>.lease`` — for as long as it uses the
+  entry. The kernel drops it when the process dies, so leases never go stale. GC deletes an entry
+  only when it can take that lock exclusively.
+- A failed build is remembered for ``RUNENV_FAILURE_TTL_SECONDS`` (default 30), so a hundred
+  tasks do not each rerun a failing install; a changed env has another key and builds at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from runenv import settings
+from runenv.deadline import Deadline
+from runenv.errors import EnvSetupError, SetupTimeoutError
+
+FORMAT_VERSION = "v1"
+ENTRY_META = ".runenv-entry.json"
+
+Builder = Callable[[Path], dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A published cache entry, and the lease that keeps it from being collected."""
+
+    kind: str
+    key: str
+    path: Path
+    lease: Lease
+    built: bool  # built by this call (False: it was already there)
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    kind: str
+    key: str
+    path: Path
+    size: int  # bytes on disk, not counting files shared with uv's cache (hard links)
+    created: float
+    last_used: float
+    in_use: bool
+    description: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GcReport:
+    removed: list[EntryInfo]
+    kept_in_use: list[EntryInfo]
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(entry.size for entry in self.removed)
+
+
+class Lease:
+    """A shared lock on an entry's lease file, held until ``release`` or the process's end."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_SH)
+        os.utime(self.fd)  # the lease file's mtime is the entry's last use
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class ResourceCache:
+    """The cache under ``root`` (default ``RUNENV_HOME/runtime_resources``)."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or settings.runenv_home() / "runtime_resources"
+
+    def entry_path(self, kind: str, key: str) -> Path:
+        return self._bucket(kind) / key
+
+    def acquire(self, kind: str, key: str, build: Builder, deadline: Deadline) -> Entry:
+        """The entry for ``(kind, key)``, built with ``build(directory)`` if it is missing.
+
+        ``build`` fills the directory it is given and may return a description to keep.
+        The returned entry's lease is held; release it when done with the entry.
+        """
+        bucket = self._bucket(kind)
+        bucket.mkdir(parents=True, exist_ok=True)
+        lease = Lease(bucket / f"{key}.lease")
+        try:
+            built = self._ensure(kind, key, build, deadline)
+        except BaseException:
+            lease.release()
+            raise
+        if built:
+            self._collect_if_over_cap()
+        return Entry(kind, key, self.entry_path(kind, key), lease, built)
+
+    def entries(self) -> list[EntryInfo]:
+        found = []
+        for bucket in sorted(self.root.glob(f"*-{FORMAT_VERSION}")):
+            kind = bucket.name.removesuffix(f"-{FORMAT_VERSION}")
+            for meta in sorted(bucket.glob(f"*/{ENTRY_META}")):
+                found.append(self._info(kind, meta.parent))
+        return found
+
+    def gc(self, max_bytes: int = 0) -> GcReport:
+        """Remove unused entries, least recently used first, until the total is ``max_bytes``."""
+        self._remove_leftovers()
+        entries = sorted(self.entries(), key=lambda entry: entry.last_used)
+        total = sum(entry.size for entry in entries)
+        removed, kept = [], []
+        for entry in entries:
+            if total <= max_bytes:
+                break
+            if self._remove_if_unused(entry):
+                removed.append(entry)
+                total -= entry.size
+            else:
+                kept.append(entry)
+        return GcReport(removed, kept)
+
+    # --- building ---------------------------------------------------------------------------
+
+    def _ensure(self, kind: str, key: str, build: Builder, deadline: Deadline) -> bool:
+        final = self.entry_path(kind, key)
+        if _is_published(final):
+            return False
+        self._raise_remembered_failure(kind, key)
+        with self._build_lock(kind, key, deadline):
+            if _is_published(final):  # another process built it while we waited
+                return False
+            self._raise_remembered_failure(kind, key)
+            self._build(kind, key, build)
+        return True
+
+    def _build(self, kind: str, key: str, build: Builder) -> None:
+        bucket = self._bucket(kind)
+        for stale in bucket.glob(f".build-{key}-*"):  # from a build that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = bucket / f".build-{key}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        try:
+            description = build(staging) or {}
+            _write_meta(staging, kind, key, description)
+            staging.rename(self.entry_path(kind, key))
+        except SetupTimeoutError:
+            raise  # not remembered: a longer timeout (not part of the key) may well succeed
+        except EnvSetupError as error:
+            self._remember_failure(kind, key, error)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful rename
+        (bucket / f"{key}.failed").unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _build_lock(self, kind: str, key: str, deadline: Deadline) -> Iterator[None]:
+        remaining = deadline.remaining()
+        lock = filelock.FileLock(self._bucket(kind) / f"{key}.lock")
+        try:
+            lock.acquire(timeout=-1 if remaining is None else remaining)
+        except filelock.Timeout:
+            raise SetupTimeoutError(
+                f"timed out waiting for another process to build {kind} {key[:12]}",
+                hint="raise config.setup_timeout_seconds, or look at the other process",
+                step=kind,
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # --- failures ---------------------------------------------------------------------------
+
+    def _remember_failure(self, kind: str, key: str, error: EnvSetupError) -> None:
+        record = {
+            "time": time.time(),
+            "message": error.message,
+            "hint": error.hint,
+            "step": error.step,
+            "log_path": error.log_path,
+        }
+        marker = self._bucket(kind) / f"{key}.failed"
+        with contextlib.suppress(OSError):
+            marker.write_text(json.dumps(record))
+
+    def _raise_remembered_failure(self, kind: str, key: str) -> None:
+        marker = self._bucket(kind) / f"{key}.failed"
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return
+        age = time.time() - float(record.get("time", 0))
+        if age > settings.failure_ttl_seconds():
+            return
+        raise EnvSetupError(
+            f"{record['message']}\n(this failure happened {age:.0f} s ago and is remembered for "
+            f"{settings.failure_ttl_seconds():.0f} s; the same env is not retried until then)",
+            hint=record.get("hint"),
+            step=record.get("step"),
+            log_path=record.get("log_path"),
+        )
+
+    # --- usage and collection ---------------------------------------------------------------
+
+    def _info(self, kind: str, path: Path) -> EntryInfo:
+        meta = json.loads((path / ENTRY_META).read_text())
+        lease_path = path.parent / f"{path.name}.lease"
+        try:
+            last_used = lease_path.stat().st_mtime
+        except FileNotFoundError:
+            last_used = float(meta["created"])
+        return EntryInfo(
+            kind=kind,
+            key=path.name,
+            path=path,
+            size=int(meta["size"]),
+            created=float(meta["created"]),
+            last_used=last_used,
+            in_use=_in_use(lease_path),
+            description=meta.get("description", {}),
+        )
+
+    def _remove_if_unused(self, entry: EntryInfo) -> bool:
+        lock = filelock.FileLock(entry.path.parent / f"{entry.key}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return False  # being built or removed right now
+        try:
+            lease_fd = os.open(entry.path.parent / f"{entry.key}.lease", os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(lease_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # someone holds a lease
+            try:
+                trash = entry.path.parent / f".trash-{entry.key}-{uuid.uuid4().hex[:8]}"
+                entry.path.rename(trash)  # gone at once for readers; deleted at leisure
+                shutil.rmtree(trash, ignore_errors=True)
+            finally:
+                os.close(lease_fd)
+        finally:
+            lock.release()
+        return True
+
+    def _remove_leftovers(self) -> None:
+        """Directories of builds that were killed, and of removals that were interrupted."""
+        for trash in self.root.glob(f"*-{FORMAT_VERSION}/.trash-*"):
+            shutil.rmtree(trash, ignore_errors=True)
+        for staging in self.root.glob(f"*-{FORMAT_VERSION}/.build-*"):
+            key = staging.name.removeprefix(".build-").rsplit("-", 1)[0]
+            lock = filelock.FileLock(staging.parent / f"{key}.lock")
+            try:
+                lock.acquire(timeout=0)
+            except filelock.Timeout:
+                continue  # still being built
+            try:
+                shutil.rmtree(staging, ignore_errors=True)
+            finally:
+                lock.release()
+
+    def _collect_if_over_cap(self) -> None:
+        cap = settings.cache_max_bytes()
+        if cap is not None and sum(entry.size for entry in self.entries()) > cap:
+            self.gc(cap)
+
+    def _bucket(self, kind: str) -> Path:
+        return self.root / f"{kind}-{FORMAT_VERSION}"
+
+
+def _is_published(path: Path) -> bool:
+    return (path / ENTRY_META).is_file()
+
+
+def _in_use(lease_path: Path) -> bool:
+    try:
+        fd = os.open(lease_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's lock
+    return False
+
+
+def _write_meta(directory: Path, kind: str, key: str, description: dict[str, Any]) -> None:
+    meta = {
+        "kind": kind,
+        "key": key,
+        "created": time.time(),
+        "size": disk_bytes(directory),
+        "description": description,
+    }
+    (directory / ENTRY_META).write_text(json.dumps(meta, indent=2))
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes a directory takes on disk, leaving out files hard-linked from elsewhere."""
+    total = 0
+    for directory, _, names in os.walk(root):
+        for name in names:
+            info = os.lstat(os.path.join(directory, name))
+            if info.st_nlink == 1:
+                total += info.st_blocks * 512
+    return total
