@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from runenv.spec.model import PythonPackages, RuntimeEnv, RuntimeEnvConfig, merge, read_env_file
+from runenv.spec.model import RuntimeEnv, RuntimeEnvConfig, merge, read_env_file
+from runenv.spec.python_packages import Lock, PythonPackages
 from runenv.spec.schema import json_schema
 
 __all__ = [
+    "Lock",
     "PythonPackages",
     "RuntimeEnv",
     "RuntimeEnvConfig",

@@ -44,10 +44,7 @@ class PythonPackages:
         if self.install_options:
             data[install_options_key(self.tool)] = list(self.install_options)
         if self.lock is not None:
-            data["lock"] = {
-                "python": self.lock.python,
-                "requirements": list(self.lock.requirements),
-            }
+            data["lock"] = self.lock.to_field()
         return data
 
 
@@ -61,3 +58,6 @@ class Lock:
     @classmethod
     def from_field(cls, data: Mapping[str, Any]) -> Lock:
         return cls(python=str(data["python"]), requirements=tuple(data["requirements"]))
+
+    def to_field(self) -> dict[str, Any]:
+        return {"python": self.python, "requirements": list(self.requirements)}
