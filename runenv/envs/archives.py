@@ -1,0 +1,53 @@
+"""Fetching a code archive into a cache entry being built, and unpacking it there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from runenv import uris
+from runenv.envs.setup import Setup
+from runenv.errors import EnvSetupError, RunenvError
+from runenv.packaging import unpack
+from runenv.storage import download
+
+
+def fetch(uri: str, staging: Path, setup: Setup, step: str) -> Path:
+    """A local path holding the archive at ``uri``: the file itself for file://, else a download
+    into ``staging`` (keeping the file name, which wheels need)."""
+    if uris.scheme_of(uri) == "file":
+        return Path(unquote(urlsplit(uri).path))
+    setup.report("download", uri)
+    target = staging / (Path(urlsplit(uri).path).name or "archive")
+    with _as_setup_error(step, setup):
+        download(uri, target)
+    setup.check_deadline(step)
+    return target
+
+
+def fetch_and_unpack(uri: str, destination: Path, setup: Setup, step: str, *, lift: bool) -> None:
+    archive = fetch(uri, destination.parent, setup, step)
+    setup.report("unpack", uri)
+    with _as_setup_error(step, setup):
+        unpack(archive, destination, lift_single_directory=lift)
+    if archive.parent == destination.parent:
+        archive.unlink()  # a download into the entry: only what it unpacked stays
+
+
+@contextmanager
+def _as_setup_error(step: str, setup: Setup) -> Iterator[None]:
+    """Download and unpack failures become EnvSetupErrors naming the step, logged."""
+    try:
+        yield
+    except EnvSetupError:
+        raise
+    except RunenvError as error:
+        setup.log.write(f"{step}: {error.message}")
+        raise EnvSetupError(
+            f"{step}: {error.message}",
+            hint=error.hint,
+            step=step,
+            log_path=str(setup.log.path),
+        ) from error

@@ -1,0 +1,90 @@
+"""``pip`` / ``uv``: an isolated venv built with uv from the env's lock, cached by its content.
+
+The venv does not see the host's packages (no system site-packages, and the host's PYTHONPATH
+is dropped). It is built with ``--relocatable`` so it still works after the cache renames it
+from its build directory into place, and installs come from uv's cache as hard links.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from runenv.context import Context
+from runenv.envs import uv
+from runenv.envs.setup import Setup, content_key
+from runenv.errors import EnvSetupError
+from runenv.spec import Lock, PythonPackages, RuntimeEnv
+
+KIND = "python"
+LOCK_KIND = "lock"
+LOCK_FILE = "lock.json"
+# Host variables that would let an isolated env see or load what it did not ask for.
+HOST_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
+
+
+def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
+    packages = env.python_packages
+    if packages is None:
+        return context
+    if packages.lock is None:  # a portable env carries its lock; a local one is locked here
+        packages = lock_packages(packages, setup)
+    lock = packages.lock
+    assert lock is not None
+
+    def build(staging: Path) -> dict[str, object]:
+        _build_venv(packages, lock, staging / "venv", setup)
+        return {"tool": packages.tool, "python": lock.python, "packages": list(packages.packages)}
+
+    key = content_key(KIND, json.dumps(packages.to_field(), sort_keys=True))
+    what = f"{packages.tool} env {', '.join(packages.packages) or '(no packages)'}"
+    venv = setup.acquire(KIND, key, build, what) / "venv"
+    return context.with_changes(
+        python_executable=str(venv / "bin" / "python"),
+        path=(str(venv / "bin"), *context.path),
+        env_vars={**context.env_vars, "VIRTUAL_ENV": str(venv)},
+        unset_vars=(*context.unset_vars, *HOST_VARIABLES),
+    )
+
+
+def lock_packages(packages: PythonPackages, setup: Setup) -> PythonPackages:
+    """``packages`` with a lock resolved on this machine.
+
+    Locks are cached by what they resolve, as Ray caches a pip env by its requirements: the
+    same unpinned requirements keep the versions they were first resolved to on this node.
+    """
+
+    def build(staging: Path) -> dict[str, object]:
+        setup.report("resolve", ", ".join(packages.packages))
+        setup.log.write(f"resolving {list(packages.packages)}")
+        try:
+            lock = uv.resolve(packages, setup.deadline.remaining())
+        except EnvSetupError as error:
+            setup.log.write(error.message)
+            error.log_path = str(setup.log.path)
+            raise
+        setup.log.write("locked: " + ", ".join(lock.requirements))
+        (staging / LOCK_FILE).write_text(json.dumps(lock.to_field()))
+        return {"packages": list(packages.packages), "python": lock.python}
+
+    key = content_key(LOCK_KIND, uv.python_version(), json.dumps(packages.to_field()))
+    entry = setup.acquire(LOCK_KIND, key, build, f"lock of {', '.join(packages.packages)}")
+    lock = Lock.from_field(json.loads((entry / LOCK_FILE).read_text()))
+    return dataclasses.replace(packages, lock=lock)
+
+
+def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) -> None:
+    environment = uv.env()
+    python = venv / "bin" / "python"
+    setup.run(uv.venv_command(venv, uv.interpreter_for(lock)), "creating the venv", environment)
+    if packages.version:
+        setup.run(uv.pip_seed_command(python, packages.version), "installing pip", environment)
+    if lock.requirements:
+        requirements = venv.parent / "requirements.lock"
+        requirements.write_text("\n".join(lock.requirements) + "\n")
+        setup.report("install", ", ".join(lock.requirements))
+        command = uv.install_command(python, requirements, packages.install_options)
+        setup.run(command, f"installing {packages.tool} packages", environment)
+    if packages.check:
+        setup.run(uv.check_command(python), f"{packages.tool} check", environment)

@@ -1,0 +1,159 @@
+"""Running uv (the binary the ``uv`` PyPI package ships): venvs, installs and locks."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from uv import find_uv_bin
+
+from runenv import settings
+from runenv.errors import EnvSetupError
+from runenv.spec import Lock, PythonPackages
+
+# Installer options that also steer resolution (where packages come from, which versions count).
+_RESOLUTION_OPTIONS = {
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "--no-index",
+    "--pre",
+    "--prerelease",
+    "--index-strategy",
+    "-c",
+    "--constraint",
+    "--override",
+    "--only-binary",
+    "--no-binary",
+    "--keyring-provider",
+    "--allow-insecure-host",
+}
+
+
+def env() -> dict[str, str]:
+    """The environment uv runs in: runenv's cache, never a Python download, no host venv."""
+    environment = dict(os.environ)
+    environment.pop("VIRTUAL_ENV", None)  # else uv may act on the host's venv
+    environment.setdefault("UV_CACHE_DIR", str(settings.uv_cache_dir()))
+    environment["UV_PYTHON_DOWNLOADS"] = "never"
+    environment["UV_NO_PROGRESS"] = "1"
+    return environment
+
+
+def python_version() -> str:
+    return platform.python_version()
+
+
+def interpreter_for(lock: Lock) -> str:
+    """The interpreter an env locked for ``lock.python`` is built with: this one when the
+    version matches, else whichever ``pythonX.Y`` uv finds on this node."""
+    if lock.python.split(".")[:2] == python_version().split(".")[:2]:
+        return sys.executable
+    return ".".join(lock.python.split(".")[:2])
+
+
+def venv_command(directory: Path, interpreter: str) -> list[str]:
+    return [
+        find_uv_bin(),
+        "venv",
+        "--quiet",
+        "--relocatable",
+        "--python",
+        interpreter,
+        str(directory),
+    ]
+
+
+def install_command(python: Path, requirements: Path, options: Sequence[str]) -> list[str]:
+    """Install a complete lock: no resolution, no dependencies beyond what it pins."""
+    return [
+        find_uv_bin(),
+        "pip",
+        "install",
+        "--python",
+        str(python),
+        "--no-deps",
+        "-r",
+        str(requirements),
+        *options,
+    ]
+
+
+def install_wheel_command(wheel: Path, target: Path) -> list[str]:
+    return [
+        find_uv_bin(),
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--target",
+        str(target),
+        str(wheel),
+    ]
+
+
+def pip_seed_command(python: Path, version: str) -> list[str]:
+    requirement = f"pip{version}" if version[:1] in "=<>!~" else f"pip=={version}"
+    return [find_uv_bin(), "pip", "install", "--python", str(python), requirement]
+
+
+def check_command(python: Path) -> list[str]:
+    return [find_uv_bin(), "pip", "check", "--python", str(python)]
+
+
+def resolve(packages: PythonPackages, timeout: float | None) -> Lock:
+    """Pin ``packages`` for this interpreter and platform with ``uv pip compile``."""
+    options = resolution_options(packages.install_options)
+    command = [
+        find_uv_bin(),
+        "pip",
+        "compile",
+        "-",
+        "--python",
+        sys.executable,
+        "--no-header",
+        "--no-annotate",
+        *options,
+    ]
+    try:
+        result = subprocess.run(
+            command,
+            input="\n".join(packages.packages) + "\n",
+            capture_output=True,
+            text=True,
+            env=env(),
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise EnvSetupError(
+            f"resolving {packages.tool} packages timed out",
+            hint="raise config.setup_timeout_seconds in the runtime_env",
+            step="resolve",
+        ) from None
+    if result.returncode != 0:
+        raise EnvSetupError(
+            f"resolving {packages.tool} packages {list(packages.packages)} failed:\n"
+            f"{result.stderr.strip()}",
+            hint="check the requirement names and versions, and the index options",
+            step="resolve",
+        )
+    pinned = [line.strip() for line in result.stdout.splitlines()]
+    return Lock(python_version(), tuple(line for line in pinned if line and line[0] != "#"))
+
+
+def resolution_options(options: Sequence[str]) -> list[str]:
+    """The installer options that matter to resolution, each with its value."""
+    kept: list[str] = []
+    keep = False
+    for token in options:
+        if token.startswith("-"):
+            keep = token.split("=", 1)[0] in _RESOLUTION_OPTIONS
+        if keep:
+            kept.append(token)
+    return kept

@@ -1,0 +1,77 @@
+"""``materialize(env) -> Context``: a runtime env made ready on this node.
+
+First the env is *prepared* — local code packaged and stored, Python packages locked — which is
+what would be sent to other machines. Then each step (working_dir, py_modules, python packages,
+conda, env_vars) gets its entries from the node's cache, building what is missing, and adds its
+part to the Context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from runenv import settings
+from runenv.cache import ResourceCache
+from runenv.context import Context
+from runenv.deadline import Deadline
+from runenv.envs import STEPS, Setup
+from runenv.envs.python_env import lock_packages
+from runenv.envs.setup import StageCallback
+from runenv.setup_log import SetupLog
+from runenv.spec import RuntimeEnv
+from runenv.upload import make_portable
+
+
+def materialize(env: RuntimeEnv, on_stage: StageCallback | None = None) -> Context:
+    """Make ``env`` ready here and return the Context to start processes in.
+
+    The cache entries the Context uses are leased until :func:`release` or the end of this
+    process (and of the processes started with the Context, which inherit the leases).
+    """
+    setup = new_setup(env, on_stage)
+    portable = prepare(env, setup)
+    context = Context(
+        env_key=portable.key, python_executable=sys.executable, setup_log=setup.log.path
+    )
+    try:
+        for step in STEPS:
+            context = step(portable, setup, context)
+    except BaseException:
+        for lease in setup.leases:
+            lease.release()
+        raise
+    return context.with_changes(lease_fds=tuple(lease.fd for lease in setup.leases))
+
+
+def prepare(env: RuntimeEnv, setup: Setup | None = None) -> RuntimeEnv:
+    """The portable, locked form of ``env``: URIs instead of local code, pinned packages.
+
+    This is what crosses machines, so that every node runs the same code and versions.
+    """
+    setup = setup or new_setup(env, None)
+    portable = make_portable(env, on_packaged=lambda path, package: setup.report("package", path))
+    packages = portable.python_packages
+    if packages is not None and packages.lock is None:
+        locked = lock_packages(packages, setup)
+        portable = portable.replace(**{packages.tool: locked.to_field()})
+    setup.check_deadline("prepare")
+    return portable
+
+
+def release(context: Context) -> None:
+    """Give up the Context's leases (its cache entries may then be collected)."""
+    for fd in context.lease_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def new_setup(env: RuntimeEnv, on_stage: StageCallback | None) -> Setup:
+    log = SetupLog(settings.runenv_home() / "logs" / f"setup-{env.key}.log")
+    deadline = Deadline(env.config.setup_timeout)
+    return Setup(ResourceCache(), deadline, log, on_stage or _ignore_stage)
+
+
+def _ignore_stage(stage: str, detail: str) -> None:
+    return None
