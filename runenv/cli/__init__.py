@@ -11,9 +11,9 @@ import typer
 from runenv import __version__
 
 # Importing the command modules registers their commands on ``app``.
-from runenv.cli import env_commands, package_commands  # noqa: F401
+from runenv.cli import env_commands, package_commands, run_commands  # noqa: F401
 from runenv.cli.app import app
-from runenv.errors import RunenvError
+from runenv.errors import EnvSetupError, RunenvError
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -41,3 +41,5 @@ def print_error(error: RunenvError) -> None:
     print(f"error: {error.message}", file=sys.stderr)
     if error.hint:
         print(f"hint: {error.hint}", file=sys.stderr)
+    if isinstance(error, EnvSetupError) and error.log_path:
+        print(f"setup log: {error.log_path}", file=sys.stderr)

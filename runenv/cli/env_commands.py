@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
+from runenv.cache import EntryInfo, ResourceCache
 from runenv.cli.app import env_app
+from runenv.cli.progress import stage_reporter
+from runenv.context import Context
+from runenv.errors import RunenvError
+from runenv.materialize import materialize
+from runenv.packaging.limits import human_bytes
 from runenv.spec import RuntimeEnv, json_schema
 
 
@@ -24,3 +33,115 @@ def validate(file: Path = typer.Argument(..., help="A runtime_env JSON or YAML f
     env = RuntimeEnv.from_file(file)
     typer.echo(json.dumps(env.to_dict(), indent=2, sort_keys=True))
     print(f"valid runtime_env, key {env.key}", file=sys.stderr)
+
+
+@env_app.command("create")
+def create(
+    file: Path = typer.Argument(..., help="A runtime_env JSON or YAML file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Set up the runtime env of FILE in this node's cache."""
+    context = _materialized(file, quiet)
+    typer.echo(f"key:    {context.env_key}")
+    typer.echo(f"python: {context.python_executable}")
+    if context.cwd:
+        typer.echo(f"cwd:    {context.cwd}")
+    typer.echo(f"log:    {context.setup_log}")
+
+
+@env_app.command("path")
+def path(file: Path = typer.Argument(..., help="A runtime_env JSON or YAML file.")) -> None:
+    """Set up the runtime env of FILE if needed and print its Python interpreter."""
+    typer.echo(_materialized(file, quiet=True).python_executable)
+
+
+@env_app.command("list")
+def list_entries(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The entries of this node's env cache: kind, key, size, last use, whether in use."""
+    entries = ResourceCache().entries()
+    if as_json:
+        typer.echo(json.dumps([_entry_record(entry) for entry in entries], indent=2))
+        return
+    table = Table("kind", "key", "size", "last used", "in use", "what", box=None)
+    for entry in entries:
+        table.add_row(
+            entry.kind,
+            entry.key[:12],
+            human_bytes(entry.size),
+            _ago(entry.last_used),
+            "yes" if entry.in_use else "",
+            _what(entry),
+        )
+    Console(highlight=False).print(table)
+
+
+@env_app.command("show")
+def show(key: str = typer.Argument(..., help="A cache key, or its first characters.")) -> None:
+    """Everything known about one cache entry."""
+    matches = [entry for entry in ResourceCache().entries() if entry.key.startswith(key)]
+    if len(matches) != 1:
+        found = "no entry" if not matches else f"{len(matches)} entries"
+        raise RunenvError(f"{found} with a key starting {key!r}", hint="see `runenv env list`")
+    typer.echo(json.dumps(_entry_record(matches[0]), indent=2))
+
+
+@env_app.command("gc")
+def gc(
+    max_size: str = typer.Option("0", "--max-size", help="Keep at most this much (10G, 500M)."),
+) -> None:
+    """Remove unused cache entries, least recently used first, down to --max-size."""
+    report = ResourceCache().gc(parse_size(max_size))
+    for entry in report.removed:
+        typer.echo(f"removed {entry.kind} {entry.key[:12]} ({human_bytes(entry.size)})")
+    for entry in report.kept_in_use:
+        typer.echo(f"kept    {entry.kind} {entry.key[:12]} (in use)")
+    typer.echo(f"freed {human_bytes(report.bytes_freed)}")
+
+
+def parse_size(text: str) -> int:
+    """``10G``, ``500M``, ``2048K`` or a number of bytes."""
+    units = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned[-1:].isalpha() else (cleaned, "")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1
+    if unit not in units or value < 0:
+        raise RunenvError(f"not a size: {text!r}", hint="write e.g. 10G, 500M or 0")
+    return int(value * units[unit])
+
+
+def _materialized(file: Path, quiet: bool) -> Context:
+    env = RuntimeEnv.from_file(file)
+    with stage_reporter(quiet) as on_stage:
+        return materialize(env, on_stage)
+
+
+def _entry_record(entry: EntryInfo) -> dict[str, object]:
+    return {
+        "kind": entry.kind,
+        "key": entry.key,
+        "path": str(entry.path),
+        "size": entry.size,
+        "created": entry.created,
+        "last_used": entry.last_used,
+        "in_use": entry.in_use,
+        "description": entry.description,
+    }
+
+
+def _what(entry: EntryInfo) -> str:
+    description = entry.description
+    if "uri" in description:
+        return str(description["uri"])
+    packages = description.get("packages")
+    return ", ".join(map(str, packages)) if isinstance(packages, list) else ""
+
+
+def _ago(timestamp: float) -> str:
+    seconds = max(0.0, time.time() - timestamp)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"

@@ -1,0 +1,45 @@
+"""Showing setup stages: a live status line on a terminal, plain lines otherwise (stderr)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+
+from runenv.envs.setup import StageCallback
+
+_VERBS = {
+    "package": "packaging",
+    "download": "downloading",
+    "unpack": "unpacking",
+    "resolve": "resolving",
+    "install": "installing",
+    "cached": "cached",
+}
+
+
+@contextmanager
+def stage_reporter(quiet: bool = False) -> Iterator[StageCallback]:
+    """A callback for materialize's stages, shown while the block runs."""
+    console = Console(stderr=True, highlight=False)
+    started = time.monotonic()
+    if quiet:
+        yield lambda stage, detail: None
+        return
+    if not console.is_terminal:
+
+        def plain(stage: str, detail: str) -> None:
+            print(f"runenv: {_VERBS.get(stage, stage)} {detail}", file=sys.stderr, flush=True)
+
+        yield plain
+        return
+    with console.status("setting up the runtime env") as status:
+
+        def live(stage: str, detail: str) -> None:
+            elapsed = time.monotonic() - started
+            status.update(f"{_VERBS.get(stage, stage)} {detail} [dim]({elapsed:.1f}s)[/dim]")
+
+        yield live
