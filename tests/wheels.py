@@ -1,0 +1,47 @@
+"""Building small wheels for tests: installable offline with --no-index --find-links."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zipfile
+from pathlib import Path
+
+
+def build_wheel(
+    directory: Path,
+    name: str,
+    version: str,
+    modules: dict[str, str] | None = None,
+    requires: list[str] | None = None,
+) -> Path:
+    """Write ``<name>-<version>-py3-none-any.whl`` into ``directory``.
+
+    ``modules`` maps paths inside the wheel (e.g. ``"demo_a/__init__.py"``) to their source;
+    by default a package named like the distribution that knows its version.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    package = name.replace("-", "_")
+    files = dict(modules or {f"{package}/__init__.py": f"VERSION = {version!r}\n"})
+    dist_info = f"{package}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata += "".join(f"Requires-Dist: {requirement}\n" for requirement in requires or [])
+    files[f"{dist_info}/METADATA"] = metadata
+    files[f"{dist_info}/WHEEL"] = (
+        "Wheel-Version: 1.0\nGenerator: runenv-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
+    record = [
+        f"{path},{_record_hash(content)},{len(content.encode())}" for path, content in files.items()
+    ]
+    record.append(f"{dist_info}/RECORD,,")
+    wheel = directory / f"{package}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, content in files.items():
+            archive.writestr(path, content)
+        archive.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def _record_hash(content: str) -> str:
+    digest = hashlib.sha256(content.encode()).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
