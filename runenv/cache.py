@@ -127,7 +127,7 @@ class ResourceCache:
         total = sum(entry.size for entry in entries)
         removed, kept = [], []
         for entry in entries:
-            if total <= max_bytes:
+            if total <= max_bytes and max_bytes > 0:  # 0: every unused entry goes
                 break
             if self._remove_if_unused(entry):
                 removed.append(entry)

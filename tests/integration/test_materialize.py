@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import zipfile
@@ -49,8 +48,9 @@ def offline(wheels: Path | str) -> list[str]:
 
 
 def run_in(context: Context, code: str) -> subprocess.CompletedProcess[bytes]:
-    process = start_process(context, ["python", "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    process = start_process(
+        context, ["python", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     stdout, stderr = process.communicate(timeout=60)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -126,7 +126,7 @@ def test_uv_field_and_check(wheelhouse: Path) -> None:
             "packages": ["runenv-demo-a"],
             "uv_check": True,
             "uv_pip_install_options": offline(wheelhouse),
-        }  # fmt: skip
+        }
     )
     context = materialize(env)
     assert output_of(context, "import runenv_demo_a as a; print(a.VERSION)") == "1.0"
@@ -211,8 +211,13 @@ def test_missing_package_is_a_clear_error(wheelhouse: Path, home: Path) -> None:
 
 
 def test_failed_install_is_a_clear_error(wheelhouse: Path, home: Path) -> None:
-    env = RuntimeEnv(pip={"packages": ["runenv-demo-a"], "pip_install_options": offline(wheelhouse),
-                          "lock": {"python": "3.11", "requirements": ["runenv-demo-a==9.9"]}})  # fmt: skip
+    env = RuntimeEnv(
+        pip={
+            "packages": ["runenv-demo-a"],
+            "pip_install_options": offline(wheelhouse),
+            "lock": {"python": "3.11", "requirements": ["runenv-demo-a==9.9"]},
+        }
+    )
     with pytest.raises(EnvSetupError) as caught:
         materialize(env)
     assert caught.value.message.startswith("installing pip packages failed (exit code")
@@ -224,7 +229,7 @@ def test_failed_install_is_a_clear_error(wheelhouse: Path, home: Path) -> None:
 def test_corrupt_archive(tmp_path: Path, home: Path) -> None:
     corrupt = tmp_path / "code.zip"
     corrupt.write_bytes(b"PK\x03\x04 this is not really a zip")
-    with pytest.raises(EnvSetupError, match="working_dir: .* is not a zip or tar archive"):
+    with pytest.raises(EnvSetupError, match=r"working_dir: .* is not a zip or tar archive"):
         materialize(RuntimeEnv(working_dir=corrupt.as_uri()))
     assert leftovers(home) == []
     assert published(home, "working_dir") == []

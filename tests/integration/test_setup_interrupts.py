@@ -1,0 +1,152 @@
+"""Setup cut short: the timeout kills the running step; a SIGKILL mid-build leaves nothing."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wheels import build_wheel
+
+from runenv import RuntimeEnv
+from runenv.errors import SetupTimeoutError
+from runenv.materialize import materialize
+
+WAIT_S = 60
+
+
+@dataclass
+class GatedIndex:
+    """A find-links server whose wheel downloads wait until the test opens the gate."""
+
+    url: str
+    requested: threading.Event
+    gate: threading.Event
+
+
+@pytest.fixture
+def gated_index(tmp_path: Path) -> Iterator[GatedIndex]:
+    directory = tmp_path / "index"
+    build_wheel(directory, "runenv-slow", "1.0")
+    requested, gate = threading.Event(), threading.Event()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.endswith(".whl"):
+                requested.set()
+                gate.wait(WAIT_S)
+            super().do_GET()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(Handler, directory=str(directory))
+    )
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield GatedIndex(f"http://127.0.0.1:{server.server_address[1]}/", requested, gate)
+    finally:
+        gate.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("RUNENV_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("UV_CACHE_DIR", raising=False)
+    return tmp_path / "home"
+
+
+def slow_env(index: GatedIndex, timeout: int = -1) -> RuntimeEnv:
+    """An env already locked, so the first download is the install's (not the resolution's)."""
+    python = ".".join(map(str, sys.version_info[:3]))
+    return RuntimeEnv(
+        pip={
+            "packages": ["runenv-slow"],
+            "pip_install_options": ["--no-index", "--find-links", index.url],
+            "lock": {"python": python, "requirements": ["runenv-slow==1.0"]},
+        },
+        config={"setup_timeout_seconds": timeout},
+    )
+
+
+def python_entries(home: Path) -> list[str]:
+    bucket = home / "runtime_resources" / "python-v1"
+    return sorted(p.name for p in bucket.iterdir() if p.is_dir()) if bucket.exists() else []
+
+
+def uv_processes_under(home: Path) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(home) in command and " pip install " in command:
+            found.append(command)
+    return found
+
+
+def test_timeout_kills_the_install_and_leaves_nothing(gated_index: GatedIndex, home: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(SetupTimeoutError) as caught:
+        materialize(slow_env(gated_index, timeout=2))
+    elapsed = time.monotonic() - started
+    assert gated_index.requested.is_set()  # it was stuck downloading, not failing early
+    assert 2 <= elapsed < 15
+    error = caught.value
+    assert "timed out after 2 s during installing pip packages" in error.message
+    assert "pip install" in error.message  # the last lines of the setup log
+    assert "setup_timeout_seconds" in (error.hint or "")
+    assert error.step == "installing pip packages"
+    assert python_entries(home) == []
+    assert uv_processes_under(home) == []
+
+
+def test_sigkill_mid_build_then_retry(gated_index: GatedIndex, home: Path) -> None:
+    env = slow_env(gated_index)
+    script = (
+        "import json, sys\n"
+        "from runenv import RuntimeEnv\n"
+        "from runenv.materialize import materialize\n"
+        "materialize(RuntimeEnv.from_dict(json.loads(sys.argv[1])))\n"
+    )
+    victim = subprocess.Popen(
+        [sys.executable, "-c", script, json.dumps(env.to_dict())], env=dict(os.environ)
+    )
+    assert gated_index.requested.wait(WAIT_S), "the build never reached the download"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(WAIT_S)
+    assert [name for name in python_entries(home) if not name.startswith(".")] == []
+    deadline = time.monotonic() + WAIT_S
+    while uv_processes_under(home) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel delivers the installer's parent-death signal
+    assert uv_processes_under(home) == []
+
+    gated_index.gate.set()
+    context = materialize(env)  # retried: builds again, cleaning up the killed build
+    result = subprocess.run(
+        [context.python_executable, "-c", "import runenv_slow; print(runenv_slow.VERSION)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=context.environment(),
+    )
+    assert result.stdout.strip() == "1.0"
+    entries = python_entries(home)
+    assert len(entries) == 1 and not entries[0].startswith(".")
