@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(BIN)/runenv package examples/quickstart --exclude "*.log"
+	cd examples/quickstart && ../../$(BIN)/runenv run --runtime-env runtime_env.yaml -- python main.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check runenv tests bench

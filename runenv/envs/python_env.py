@@ -79,7 +79,8 @@ def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) 
     python = venv / "bin" / "python"
     setup.run(uv.venv_command(venv, uv.interpreter_for(lock)), "creating the venv", environment)
     if packages.version:
-        setup.run(uv.pip_seed_command(python, packages.version), "installing pip", environment)
+        command = uv.pip_seed_command(python, packages.version, packages.install_options)
+        setup.run(command, "installing pip", environment)
     if lock.requirements:
         requirements = venv.parent / "requirements.lock"
         requirements.write_text("\n".join(lock.requirements) + "\n")

@@ -98,9 +98,9 @@ def install_wheel_command(wheel: Path, target: Path) -> list[str]:
     ]
 
 
-def pip_seed_command(python: Path, version: str) -> list[str]:
+def pip_seed_command(python: Path, version: str, options: Sequence[str]) -> list[str]:
     requirement = f"pip{version}" if version[:1] in "=<>!~" else f"pip=={version}"
-    return [find_uv_bin(), "pip", "install", "--python", str(python), requirement]
+    return [find_uv_bin(), "pip", "install", "--python", str(python), requirement, *options]
 
 
 def check_command(python: Path) -> list[str]:

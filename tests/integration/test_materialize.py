@@ -132,6 +132,36 @@ def test_uv_field_and_check(wheelhouse: Path) -> None:
     assert output_of(context, "import runenv_demo_a as a; print(a.VERSION)") == "1.0"
 
 
+def test_pip_version_is_seeded(wheelhouse: Path) -> None:
+    build_wheel(wheelhouse, "pip", "24.0")  # a stand-in pip: the seeding is what is tested
+    env = RuntimeEnv(
+        pip={
+            "packages": ["runenv-demo-a"],
+            "pip_version": "==24.0",
+            "pip_install_options": offline(wheelhouse),
+        }
+    )
+    assert output_of(materialize(env), "import pip; print(pip.VERSION)") == "24.0"
+
+
+def test_pip_check_failure_is_reported(wheelhouse: Path) -> None:
+    build_wheel(wheelhouse, "runenv-demo-c", "1.0", requires=["runenv-demo-a>=2"])
+    python = ".".join(map(str, sys.version_info[:3]))
+    lock = {"python": python, "requirements": ["runenv-demo-a==1.0", "runenv-demo-c==1.0"]}
+    env = RuntimeEnv(
+        pip={
+            "packages": ["runenv-demo-c"],
+            "pip_check": True,
+            "lock": lock,
+            "pip_install_options": offline(wheelhouse),
+        }
+    )
+    with pytest.raises(EnvSetupError) as caught:
+        materialize(env)
+    assert caught.value.message.startswith("pip check failed")
+    assert "runenv-demo-a" in caught.value.message
+
+
 def test_env_vars_expand_from_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NODE_NAME", "node-7")
     context = materialize(RuntimeEnv(env_vars={"WHERE": "${NODE_NAME}/x", "GONE": "${NOPE}"}))
