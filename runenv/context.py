@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,16 @@ class Context:
 
 
 def start_process(
-    context: Context, argv: Sequence[str], **popen_options: Any
+    context: Context,
+    argv: Sequence[str],
+    *,
+    pass_fds: Sequence[int] = (),
+    **popen_options: Any,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` (a list, never a shell string) in ``context``.
 
-    A bare ``python`` as the program means the env's interpreter, whatever PATH says.
+    A bare ``python`` as the program means the env's interpreter, whatever PATH says. The
+    process inherits the Context's leases, so its cache entries stay while it runs.
     """
     if not argv:
         raise ValueError("no command to run")
@@ -61,9 +71,16 @@ def start_process(
         command,
         cwd=context.cwd,
         env=context.environment(popen_options.pop("base_env", None)),
-        pass_fds=context.lease_fds,
+        pass_fds=(*context.lease_fds, *pass_fds),
         **popen_options,
     )
+
+
+def die_with_parent() -> None:
+    """For ``preexec_fn``: the child is killed when the process that started it dies (Linux),
+    so nothing runenv starts outlives it, even after a SIGKILL."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _prepend(entries: Sequence[str], existing: str | None) -> str:

@@ -58,3 +58,30 @@ class EnvSetupError(RunenvError):
 
 class SetupTimeoutError(EnvSetupError):
     """Setting up a runtime environment took longer than ``config.setup_timeout_seconds``."""
+
+
+# --- errors of remote work (tasks and actors) -----------------------------------------------
+
+
+class TaskError(RunenvError):
+    """A task or actor method raised. ``get`` raises an instance that is *also* an instance of
+    the original exception's type, with the remote traceback in its message (as Ray does)."""
+
+    cause_type_name: str = ""
+    remote_traceback: str = ""
+
+
+class WorkerCrashedError(RunenvError):
+    """The worker process running a task died (os._exit, a signal, a segfault)."""
+
+
+class ActorDiedError(RunenvError):
+    """The actor's process is gone (it crashed, was killed, or its __init__ raised)."""
+
+
+class GetTimeoutError(RunenvError, TimeoutError):
+    """``get`` or ``wait`` ran out of time."""
+
+
+class RuntimeEnvSetupError(EnvSetupError):
+    """The runtime env of a task or actor could not be set up; every waiting call gets this."""

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runenv.cache import Builder, Lease, ResourceCache
-from runenv.context import Context
+from runenv.context import Context, die_with_parent
 from runenv.deadline import Deadline
 from runenv.errors import EnvSetupError, SetupTimeoutError
 from runenv.setup_log import SetupLog
@@ -23,7 +21,6 @@ from runenv.spec import RuntimeEnv
 # Called with a stage ("download", "unpack", "resolve", "install", "cached") and what it is about.
 StageCallback = Callable[[str, str], None]
 
-_PR_SET_PDEATHSIG = 1
 TIMEOUT_HINT = "raise config.setup_timeout_seconds in the runtime_env (-1 for no limit)"
 
 
@@ -70,7 +67,7 @@ class Setup:
                 stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
                 start_new_session=True,  # its own process group, killed as a whole
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             try:
                 code = process.wait(timeout=self.deadline.remaining())
@@ -95,13 +92,6 @@ Step = Callable[[RuntimeEnv, Setup, Context], Context]
 def content_key(*parts: str) -> str:
     """A cache key for what the parts describe."""
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
-
-
-def _die_with_parent() -> None:
-    """In the child: be killed when the process that started it dies (Linux), so a setup
-    killed mid-build never leaves an installer writing into the cache behind it."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

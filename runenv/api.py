@@ -1,0 +1,259 @@
+"""The Ray-compatible API: ``init``, ``remote``, ``get``, ``wait``, ``put``, actors.
+
+The same functions work in the driver (where they talk to the embedded engine) and inside tasks
+and actors (where they talk to the driver), so nested work needs nothing special. This module
+imports only the standard library, cloudpickle and ``runenv.core``: it is also what isolated
+workers import as ``runenv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, overload
+
+import cloudpickle
+
+from runenv.core import runtime as runtimes
+from runenv.core.refs import ActorHandle, ObjectRef
+from runenv.core.runtime import CallOptions, FunctionSpec, Runtime
+
+__all__ = [
+    "ActorClass",
+    "ActorHandle",
+    "ObjectRef",
+    "RemoteFunction",
+    "RuntimeContext",
+    "get",
+    "get_actor",
+    "get_runtime_context",
+    "init",
+    "is_initialized",
+    "kill",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+]
+
+T = TypeVar("T")
+_init_lock = threading.Lock()
+
+
+def init(
+    runtime_env: Any = None,
+    num_cpus: int | None = None,
+    address: str | None = None,
+) -> None:
+    """Start the embedded engine. ``runtime_env`` is the parent of every task and actor env."""
+    with _init_lock:
+        if runtimes.current() is not None:
+            raise RuntimeError("runenv.init() was already called; call runenv.shutdown() first")
+        if address not in (None, "local"):
+            raise ValueError(f"address {address!r}: only the embedded engine exists for now")
+        from runenv.engine.local import LocalRuntime  # the driver side: not in workers
+
+        runtimes.install(LocalRuntime(runtime_env=runtime_env, num_cpus=num_cpus))
+
+
+def is_initialized() -> bool:
+    return runtimes.current() is not None
+
+
+def shutdown() -> None:
+    """Stop every worker this driver started."""
+    runtime = runtimes.current()
+    if runtime is not None:
+        runtime.shutdown()
+        runtimes.install(None)
+
+
+def _runtime() -> Runtime:
+    runtime = runtimes.current()
+    if runtime is None:
+        init()  # implicit on first use, as in Ray
+        runtime = runtimes.current()
+    assert runtime is not None
+    return runtime
+
+
+# --- remote functions and classes --------------------------------------------------------
+
+
+class RemoteFunction:
+    """A function that runs as a task: ``f.remote(...)`` returns an ObjectRef."""
+
+    def __init__(self, function: Callable[..., Any], options: CallOptions) -> None:
+        self._function = function
+        self._options = options
+        self._spec: FunctionSpec | None = None
+        self.__name__ = getattr(function, "__name__", "function")
+        self.__doc__ = function.__doc__
+
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef:
+        spec = self._spec or _spec_of(self._function)
+        self._spec = spec  # pickled once, not with every call
+        return ObjectRef(_runtime().submit_task(spec, args, kwargs, self._options))
+
+    def options(self, **options: Any) -> RemoteFunction:
+        copy = RemoteFunction(self._function, self._options.merged(**_checked(options)))
+        copy._spec = self._spec
+        return copy
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"remote function {self.__name__} cannot be called directly; "
+            f"use {self.__name__}.remote(...)"
+        )
+
+
+class ActorClass:
+    """A class whose instances are actors: ``Cls.remote(...)`` returns an ActorHandle."""
+
+    def __init__(self, cls: type, options: CallOptions) -> None:
+        self._cls = cls
+        self._options = options
+        self._spec: FunctionSpec | None = None
+        self.__name__ = cls.__name__
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        spec = self._spec or _spec_of(self._cls)
+        self._spec = spec
+        actor_id = _runtime().create_actor(spec, args, kwargs, self._options)
+        return ActorHandle(actor_id, self._cls.__name__, _public_methods(self._cls))
+
+    def options(self, **options: Any) -> ActorClass:
+        copy = ActorClass(self._cls, self._options.merged(**_checked(options)))
+        copy._spec = self._spec
+        return copy
+
+
+@overload
+def remote(function_or_class: type) -> ActorClass: ...  # type: ignore[overload-overlap]
+@overload
+def remote(function_or_class: Callable[..., Any]) -> RemoteFunction: ...
+@overload
+def remote(
+    function_or_class: None = None, **options: Any
+) -> Callable[[Any], RemoteFunction | ActorClass]: ...
+
+
+def remote(function_or_class: Any = None, **options: Any) -> Any:
+    """``@remote`` or ``@remote(num_cpus=..., runtime_env=..., max_retries=..., ...)``."""
+    if function_or_class is not None and not options:
+        return _make_remote(function_or_class, CallOptions())
+    checked = CallOptions().merged(**_checked(options))
+    return lambda target: _make_remote(target, checked)
+
+
+def _make_remote(target: Any, options: CallOptions) -> RemoteFunction | ActorClass:
+    if inspect.isclass(target):
+        return ActorClass(target, options)
+    if callable(target):
+        return RemoteFunction(target, options)
+    raise TypeError(f"@runenv.remote takes a function or a class, not {type(target).__name__}")
+
+
+# --- objects -----------------------------------------------------------------------------
+
+
+@overload
+def get(refs: ObjectRef, *, timeout: float | None = None) -> Any: ...
+@overload
+def get(refs: Sequence[ObjectRef], *, timeout: float | None = None) -> list[Any]: ...
+
+
+def get(refs: Any, *, timeout: float | None = None) -> Any:
+    """The value(s) of one ObjectRef or a list of them; raises what the task raised."""
+    if isinstance(refs, ObjectRef):
+        return _runtime().get([refs.id], timeout)[0]
+    ids = [_ref_id(ref) for ref in refs]
+    return _runtime().get(ids, timeout)
+
+
+def wait(
+    refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None
+) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """(ready, not ready): returns once ``num_returns`` are ready or ``timeout`` passes."""
+    if num_returns > len(refs):
+        raise ValueError(f"num_returns={num_returns} is more than the {len(refs)} refs given")
+    by_id = {_ref_id(ref): ref for ref in refs}
+    ready, pending = _runtime().wait(list(by_id), num_returns, timeout)
+    return [by_id[i] for i in ready], [by_id[i] for i in pending]
+
+
+def put(value: Any) -> ObjectRef:
+    return ObjectRef(_runtime().put(value))
+
+
+def get_actor(name: str) -> ActorHandle:
+    handle: ActorHandle = _runtime().get_actor(name)
+    return handle
+
+
+def kill(actor: ActorHandle) -> None:
+    _runtime().kill(actor._actor_id)
+
+
+class RuntimeContext:
+    """What the current work is: job id, task or actor id, and its effective runtime_env."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.job_id: str = data["job_id"]
+        self.task_id: str | None = data.get("task_id")
+        self.actor_id: str | None = data.get("actor_id")
+        self.runtime_env: dict[str, Any] = data.get("runtime_env") or {}
+
+    def get_job_id(self) -> str:
+        return self.job_id
+
+    def get_task_id(self) -> str | None:
+        return self.task_id
+
+    def get_actor_id(self) -> str | None:
+        return self.actor_id
+
+    def __repr__(self) -> str:
+        ids = f"job_id={self.job_id!r}, task_id={self.task_id!r}, actor_id={self.actor_id!r}"
+        return f"RuntimeContext({ids})"
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext(_runtime().runtime_context())
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+_KNOWN_OPTIONS = set(CallOptions.__dataclass_fields__)
+
+
+def _checked(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - _KNOWN_OPTIONS
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {sorted(unknown)}; known: {', '.join(sorted(_KNOWN_OPTIONS))}"
+        )
+    return options
+
+
+def _spec_of(target: Any) -> FunctionSpec:
+    pickled = cloudpickle.dumps(target)
+    name = getattr(target, "__qualname__", getattr(target, "__name__", "function"))
+    methods = _public_methods(target) if inspect.isclass(target) else ()
+    return FunctionSpec(hashlib.sha256(pickled).hexdigest()[:32], name, pickled, methods)
+
+
+def _public_methods(cls: type) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, member in inspect.getmembers(cls)
+        if callable(member) and (not name.startswith("_") or name == "__call__")
+    )
+
+
+def _ref_id(ref: Any) -> str:
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(f"expected ObjectRef, got {type(ref).__name__}")
+    return ref.id

@@ -1,0 +1,228 @@
+"""The worker process: runs tasks or one actor for the driver, and is a client of it.
+
+Started by the driver as ``python -c BOOTSTRAP <bootstrap dir> <socket fd>`` in the Context of
+its env. A reader thread takes messages from the driver; tasks run on the main thread in order
+(an actor with ``max_concurrency`` > 1 uses a pool). Calls to the API inside a task (nested
+``remote``, ``get``, ...) are requests to the driver, answered through the reader.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from runenv.core import runtime as runtimes
+from runenv.core.protocol import Connection
+from runenv.core.refs import ActorHandle, ObjectRef
+from runenv.core.runtime import CallOptions, FunctionSpec
+from runenv.core.serialization import Blob, RemoteFailure, to_blob
+
+# What the driver runs: the bootstrap directory goes *after* the env's own packages, so a
+# cloudpickle the user pinned wins over runenv's.
+BOOTSTRAP = (
+    "import sys; sys.path.append(sys.argv[1]); "
+    "from runenv.core.worker import main; main(int(sys.argv[2]))"
+)
+
+
+def main(fd: int) -> None:
+    connection = Connection(socket.socket(fileno=fd))
+    worker = Worker(connection)
+    runtimes.install(worker.client)
+    try:
+        worker.serve()
+    finally:
+        connection.close()
+        os._exit(0)  # no atexit or thread joins: the driver owns this process's lifetime
+
+
+class Worker:
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.client = WorkerClient(connection)
+        self.functions: dict[str, Any] = {}
+        self.actor: Any = None
+        self.work: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self.pool: ThreadPoolExecutor | None = None
+
+    def serve(self) -> None:
+        reader = threading.Thread(target=self._read, name="runenv-reader", daemon=True)
+        reader.start()
+        while (message := self.work.get()) is not None:
+            if self.pool is not None and message[0] == "actor_task":
+                self.pool.submit(self._run, message)
+            else:
+                self._run(message)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message = self.connection.receive()
+                kind = message[0]
+                if kind == "reply":
+                    self.client.resolve(message[1], message[2], message[3])
+                elif kind == "define":
+                    self.functions[message[1]] = message[2]
+                elif kind == "init":
+                    self.client.identity = message[1]
+                    concurrency = int(message[1].get("max_concurrency") or 1)
+                    if concurrency > 1:
+                        self.pool = ThreadPoolExecutor(concurrency, "runenv-actor")
+                elif kind == "exit":
+                    break
+                else:
+                    self.work.put(message)
+        except (EOFError, OSError):
+            pass  # the driver is gone: so is this worker
+        self.work.put(None)
+
+    def _run(self, message: tuple[Any, ...]) -> None:
+        kind, task_id = message[0], message[1]
+        self.client.local.task_id = task_id
+        try:
+            if kind == "task":
+                result = self._call_function(message[2], message[3], message[4])
+            elif kind == "actor_create":
+                self.actor = self._call_function(message[2], message[3], message[4])
+                result = None
+            else:
+                result = getattr(self.actor, message[2])(*_values(message[3]), **_kw(message[4]))
+            reply: tuple[Any, ...] = ("done", task_id, to_blob(result))
+        except BaseException as error:  # everything the user's code raises goes back
+            reply = ("failed", task_id, RemoteFailure.capture(error))
+        finally:
+            self.client.local.task_id = None
+        self.connection.send(reply)
+
+    def _call_function(self, function_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        target = self.functions[function_id]
+        if isinstance(target, bytes):
+            target = self.functions[function_id] = _loads_function(target)
+        return target(*_values(args), **_kw(kwargs))
+
+
+def _loads_function(pickled: bytes) -> Any:
+    import pickle
+
+    return pickle.loads(pickled)
+
+
+def _values(args: Sequence[Any]) -> list[Any]:
+    return [arg.value() if isinstance(arg, Blob) else arg for arg in args]
+
+
+def _kw(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: value.value() if isinstance(value, Blob) else value for name, value in kwargs.items()
+    }
+
+
+class WorkerClient:
+    """The Runtime inside a worker: each call is a request to the driver."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.identity: dict[str, Any] = {}
+        self.local = threading.local()
+        self._counter = itertools.count()
+        self._pending: dict[int, Future[Any]] = {}
+        self._lock = threading.Lock()
+        self._defined: set[str] = set()
+
+    def resolve(self, request_id: int, ok: bool, payload: Any) -> None:
+        with self._lock:
+            future = self._pending.pop(request_id)
+        if ok:
+            future.set_result(payload)
+        elif isinstance(payload, tuple):  # a failed object: (failure, where it came from)
+            failure, where = payload
+            error = failure.to_exception(where) if isinstance(failure, RemoteFailure) else failure
+            future.set_exception(error)
+        else:
+            future.set_exception(payload)
+
+    def _request(self, operation: str, *payload: Any) -> Any:
+        future: Future[Any] = Future()
+        with self._lock:
+            request_id = next(self._counter)
+            self._pending[request_id] = future
+        caller = {"task_id": getattr(self.local, "task_id", None), "cwd": os.getcwd()}
+        self.connection.send(("request", request_id, operation, caller, payload))
+        return future.result()
+
+    def _ship(self, spec: FunctionSpec) -> FunctionSpec:
+        """The spec to send: with its pickle the first time, by id afterwards."""
+        if spec.id in self._defined:
+            return FunctionSpec(spec.id, spec.name, b"", spec.methods)
+        self._defined.add(spec.id)
+        return spec
+
+    def submit_task(
+        self,
+        function: FunctionSpec,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+    ) -> str:
+        packed = pack_arguments(args, kwargs)
+        return str(self._request("submit_task", self._ship(function), *packed, options))
+
+    def create_actor(
+        self, cls: FunctionSpec, args: Sequence[Any], kwargs: dict[str, Any], options: CallOptions
+    ) -> str:
+        packed = pack_arguments(args, kwargs)
+        return str(self._request("create_actor", self._ship(cls), *packed, options))
+
+    def submit_actor_task(
+        self, actor_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> str:
+        packed = pack_arguments(args, kwargs)
+        return str(self._request("submit_actor_task", actor_id, method, *packed))
+
+    def get(self, ids: Sequence[str], timeout: float | None) -> list[Any]:
+        blobs = self._request("get", list(ids), timeout)
+        return [blob.value() for blob in blobs]
+
+    def wait(
+        self, ids: Sequence[str], num_returns: int, timeout: float | None
+    ) -> tuple[list[str], list[str]]:
+        ready, pending = self._request("wait", list(ids), num_returns, timeout)
+        return list(ready), list(pending)
+
+    def put(self, value: Any) -> str:
+        return str(self._request("put", to_blob(value)))
+
+    def get_actor(self, name: str) -> ActorHandle:
+        handle: ActorHandle = self._request("get_actor", name)
+        return handle
+
+    def kill(self, actor_id: str) -> None:
+        self._request("kill", actor_id)
+
+    def runtime_context(self) -> dict[str, Any]:
+        return {**self.identity, "task_id": getattr(self.local, "task_id", None)}
+
+    def shutdown(self) -> None:
+        raise RuntimeError("runenv.shutdown() is for the driver, not for tasks and actors")
+
+
+def pack_arguments(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Top-level ObjectRefs stay refs (the driver resolves them); every other value is pickled
+    here, by the caller, which has the modules to pickle it."""
+    packed_args = [arg if isinstance(arg, ObjectRef) else to_blob(arg) for arg in args]
+    packed_kwargs = {
+        name: value if isinstance(value, ObjectRef) else to_blob(value)
+        for name, value in kwargs.items()
+    }
+    return packed_args, packed_kwargs
+
+
+if __name__ == "__main__":  # pragma: no cover - started through BOOTSTRAP
+    main(int(sys.argv[1]))

@@ -1,0 +1,140 @@
+"""Worker processes of the embedded engine: started in an env's Context, talked to by socket."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+import runenv
+from runenv.cache import Lease, ResourceCache
+from runenv.context import Context, die_with_parent, start_process
+from runenv.core.protocol import Connection
+from runenv.core.worker import BOOTSTRAP
+from runenv.deadline import Deadline
+
+# The modules a worker imports as ``runenv``, copied into the bootstrap directory.
+_WORKER_MODULES = (
+    "api.py",
+    "errors.py",
+    "core/__init__.py",
+    "core/protocol.py",
+    "core/refs.py",
+    "core/runtime.py",
+    "core/serialization.py",
+    "core/worker.py",
+)
+_WORKER_INIT = '''"""runenv inside a worker of an isolated env: the task and actor API only."""
+
+from runenv.api import *  # noqa: F403
+from runenv.api import __all__  # noqa: F401
+'''
+
+MessageHandler = Callable[["WorkerProcess", Any], None]
+ExitHandler = Callable[["WorkerProcess"], None]
+
+
+@dataclass(eq=False)
+class WorkerProcess:
+    """One worker: its process, its connection, and what it is doing."""
+
+    worker_id: str
+    env_key: str
+    process: subprocess.Popen[bytes]
+    connection: Connection
+    actor_id: str | None = None
+    task_id: str | None = None  # the task it runs now
+    defined: set[str] = field(default_factory=set)
+    calls: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+    alive: bool = True
+
+    def send(self, message: Any) -> bool:
+        """Send, or return False when the worker is gone (its exit is handled by the reader)."""
+        try:
+            self.connection.send(message)
+        except OSError:
+            return False
+        return True
+
+
+def stop_workers(workers: list[WorkerProcess], grace: float = 2.0) -> None:
+    """Ask every worker to exit, then kill those still there after ``grace`` seconds."""
+    for worker in workers:
+        worker.alive = False
+        worker.send(("exit",))
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        try:
+            worker.process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+        worker.connection.close()
+
+
+def start_worker(
+    worker_id: str,
+    context: Context,
+    bootstrap: Path,
+    on_message: MessageHandler,
+    on_exit: ExitHandler,
+) -> WorkerProcess:
+    """Start a worker in ``context``; ``on_message``/``on_exit`` run on its reader thread."""
+    ours, theirs = socket.socketpair()
+    try:
+        process = start_process(
+            context,
+            [context.python_executable, "-c", BOOTSTRAP, str(bootstrap), str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            preexec_fn=die_with_parent,
+        )
+    finally:
+        theirs.close()
+    worker = WorkerProcess(worker_id, context.env_key, process, Connection(ours))
+    reader = threading.Thread(
+        target=_read, args=(worker, on_message, on_exit), name=f"runenv-{worker_id}", daemon=True
+    )
+    reader.start()
+    return worker
+
+
+def _read(worker: WorkerProcess, on_message: MessageHandler, on_exit: ExitHandler) -> None:
+    try:
+        while True:
+            on_message(worker, worker.connection.receive())
+    except (EOFError, OSError):
+        pass
+    worker.alive = False
+    worker.process.wait()
+    on_exit(worker)
+
+
+def bootstrap_directory(cache: ResourceCache) -> tuple[Path, Lease]:
+    """The directory workers import runenv's worker side (and cloudpickle) from."""
+    package = Path(runenv.__file__).parent
+    sources = [package / name for name in _WORKER_MODULES]
+    digest = hashlib.sha256(runenv.__version__.encode())
+    for source in sources:
+        digest.update(source.read_bytes())
+
+    def build(staging: Path) -> dict[str, str]:
+        for source, name in zip(sources, _WORKER_MODULES, strict=True):
+            target = staging / "runenv" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        (staging / "runenv" / "__init__.py").write_text(_WORKER_INIT)
+        shutil.copytree(Path(cloudpickle.__file__).parent, staging / "cloudpickle")
+        return {"runenv": runenv.__version__}
+
+    entry = cache.acquire("bootstrap", digest.hexdigest()[:32], build, Deadline(None))
+    return entry.path, entry.lease
