@@ -24,11 +24,13 @@ from runenv.core.refs import ActorHandle, ObjectRef
 from runenv.core.runtime import CallOptions, FunctionSpec
 from runenv.core.serialization import Blob, RemoteFailure, to_blob
 
-# What the driver runs: the bootstrap directory goes *after* the env's own packages, so a
-# cloudpickle the user pinned wins over runenv's.
+# What the driver runs: ``-c BOOTSTRAP <front dir or ""> <back dir> <fd>``. In an isolated env
+# the front directory (runenv's worker side only) comes first, so no other ``runenv`` (say, a
+# source tree in the cwd) shadows it; the back one (cloudpickle) comes after the env's own
+# packages, so a cloudpickle the user pinned wins.
 BOOTSTRAP = (
-    "import sys; sys.path.append(sys.argv[1]); "
-    "from runenv.core.worker import main; main(int(sys.argv[2]))"
+    "import sys; sys.argv[1] and sys.path.insert(0, sys.argv[1]); sys.path.append(sys.argv[2]); "
+    "from runenv.core.worker import main; main(int(sys.argv[3]))"
 )
 
 

@@ -197,6 +197,7 @@ class LocalRuntime:
             self._actor_died(actor, "the actor was killed with runenv.kill()")
         if worker is not None:
             worker.process.kill()
+            worker.process.wait()  # gone when kill() returns
 
     def runtime_context(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "task_id": None, "actor_id": None,
@@ -295,7 +296,7 @@ class LocalRuntime:
                          actor.env, args, kwargs, method=method, actor_id=actor_id)  # fmt: skip
             self._objects[task.id] = _Object(where=task.where)
             if actor.dead is not None:
-                self._fail(task.id, ActorDiedError(f"{task.where}: {actor.dead}"))
+                self._fail(task.id, ActorDiedError(f"{task.where}: the actor died: {actor.dead}"))
             else:
                 actor.queue.append(task)
                 self._changed.notify_all()

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -91,10 +92,13 @@ def start_worker(
 ) -> WorkerProcess:
     """Start a worker in ``context``; ``on_message``/``on_exit`` run on its reader thread."""
     ours, theirs = socket.socketpair()
+    isolated = context.python_executable != sys.executable  # a venv or conda env of its own
+    front = str(bootstrap / "front") if isolated else ""
+    command = [context.python_executable, "-c", BOOTSTRAP, front, str(bootstrap / "back")]
     try:
         process = start_process(
             context,
-            [context.python_executable, "-c", BOOTSTRAP, str(bootstrap), str(theirs.fileno())],
+            [*command, str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             preexec_fn=die_with_parent,
         )
@@ -129,11 +133,11 @@ def bootstrap_directory(cache: ResourceCache) -> tuple[Path, Lease]:
 
     def build(staging: Path) -> dict[str, str]:
         for source, name in zip(sources, _WORKER_MODULES, strict=True):
-            target = staging / "runenv" / name
+            target = staging / "front" / "runenv" / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
-        (staging / "runenv" / "__init__.py").write_text(_WORKER_INIT)
-        shutil.copytree(Path(cloudpickle.__file__).parent, staging / "cloudpickle")
+        (staging / "front" / "runenv" / "__init__.py").write_text(_WORKER_INIT)
+        shutil.copytree(Path(cloudpickle.__file__).parent, staging / "back" / "cloudpickle")
         return {"runenv": runenv.__version__}
 
     entry = cache.acquire("bootstrap", digest.hexdigest()[:32], build, Deadline(None))
