@@ -47,6 +47,11 @@ def cache_max_bytes() -> int | None:
     return None if gigabytes == 0 else int(gigabytes * 1024**3)
 
 
+def worker_idle_seconds() -> float:
+    """How long an idle task worker is kept for reuse (``RUNENV_WORKER_IDLE_SECONDS``, 60)."""
+    return _positive_number("RUNENV_WORKER_IDLE_SECONDS", 60.0)
+
+
 def uv_cache_dir() -> Path:
     """uv's package cache: ``UV_CACHE_DIR`` if set, else beside the env cache (same file
     system, so installs are hard links, not copies)."""

@@ -23,6 +23,7 @@ from runenv.core.protocol import Connection
 from runenv.core.refs import ActorHandle, ObjectRef
 from runenv.core.runtime import CallOptions, FunctionSpec
 from runenv.core.serialization import Blob, RemoteFailure, to_blob
+from runenv.errors import ActorDiedError
 
 # What the driver runs: ``-c BOOTSTRAP <front dir or ""> <back dir> <fd>``. In an isolated env
 # the front directory (runenv's worker side only) comes first, so no other ``runenv`` (say, a
@@ -51,6 +52,7 @@ class Worker:
         self.client = WorkerClient(connection)
         self.functions: dict[str, Any] = {}
         self.actor: Any = None
+        self.actor_failure: str | None = None  # why the actor's __init__ failed
         self.work: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
         self.pool: ThreadPoolExecutor | None = None
 
@@ -92,16 +94,28 @@ class Worker:
             if kind == "task":
                 result = self._call_function(message[2], message[3], message[4])
             elif kind == "actor_create":
-                self.actor = self._call_function(message[2], message[3], message[4])
+                self.actor = self._create_actor(message[2], message[3], message[4])
                 result = None
             else:
-                result = getattr(self.actor, message[2])(*_values(message[3]), **_kw(message[4]))
+                result = self._call_method(message[2], message[3], message[4])
             reply: tuple[Any, ...] = ("done", task_id, to_blob(result))
         except BaseException as error:  # everything the user's code raises goes back
             reply = ("failed", task_id, RemoteFailure.capture(error))
         finally:
             self.client.local.task_id = None
         self.connection.send(reply)
+
+    def _create_actor(self, class_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        try:
+            return self._call_function(class_id, args, kwargs)
+        except BaseException as error:
+            self.actor_failure = f"its __init__ raised {type(error).__name__}: {error}"
+            raise
+
+    def _call_method(self, name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        if self.actor_failure is not None:
+            raise ActorDiedError(f"the actor died: {self.actor_failure}")
+        return getattr(self.actor, name)(*_values(args), **_kw(kwargs))
 
     def _call_function(self, function_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         target = self.functions[function_id]

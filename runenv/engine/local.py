@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runenv import settings
 from runenv.cache import ResourceCache
 from runenv.context import Context
 from runenv.core.refs import ActorHandle, ObjectRef
@@ -43,7 +44,6 @@ from runenv.materialize import materialize
 from runenv.spec import RuntimeEnv, merge
 
 DEFAULT_MAX_RETRIES = 3  # for a worker that dies mid-task, as Ray's default
-IDLE_SECONDS = float(os.environ.get("RUNENV_WORKER_IDLE_SECONDS", "60"))
 
 Failure = RemoteFailure | RunenvError
 
@@ -106,6 +106,7 @@ class LocalRuntime:
         self.job_env = _as_env(runtime_env, Path.cwd()) if runtime_env else RuntimeEnv()
         self.total_cpus = float(num_cpus or os.cpu_count() or 1)
         self.free_cpus = self.total_cpus
+        self.idle_seconds = settings.worker_idle_seconds()
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._objects: dict[str, _Object] = {}
@@ -365,7 +366,7 @@ class LocalRuntime:
                 self._dispatch_tasks()
                 self._dispatch_actors()
                 self._reap_idle_workers()
-                self._changed.wait(1.0)
+                self._changed.wait(min(1.0, self.idle_seconds))
 
     def _dispatch_tasks(self) -> None:
         waiting: deque[_Task] = deque()
@@ -461,7 +462,7 @@ class LocalRuntime:
     def _reap_idle_workers(self) -> None:
         now = time.monotonic()
         for key, idle in list(self._idle.items()):
-            keep = [w for w in idle if w.alive and now - w.idle_since < IDLE_SECONDS]
+            keep = [w for w in idle if w.alive and now - w.idle_since < self.idle_seconds]
             for worker in idle:
                 if worker not in keep and worker.alive:
                     worker.alive = False
@@ -525,7 +526,7 @@ class LocalRuntime:
         task_id = message[1]
         with self._changed:
             item = self._objects.get(task_id)
-            if item is not None:
+            if item is not None and not item.ready:  # not already failed by the driver
                 if kind == "done":
                     item.blob = message[2]
                 else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -355,3 +356,58 @@ def test_no_orphans_when_the_driver_exits(ending: str) -> None:
     while any(psutil.pid_exists(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)  # polling the condition: workers notice their driver is gone
     assert not any(psutil.pid_exists(pid) for pid in pids)
+
+
+@runenv.remote
+def pid_of_worker() -> int:
+    return os.getpid()
+
+
+def test_idle_workers_are_reused_then_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNENV_WORKER_IDLE_SECONDS", "0.5")
+    runenv.init(num_cpus=1)
+    first = runenv.get(pid_of_worker.remote())
+    assert runenv.get(pid_of_worker.remote()) == first  # reused
+    deadline = time.monotonic() + 20
+    while psutil.pid_exists(first) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the condition: the idle timeout ends the worker
+    assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
+
+
+def test_max_calls_retires_the_worker() -> None:
+    runenv.init(num_cpus=1)
+    once = pid_of_worker.options(max_calls=1)
+    assert runenv.get(once.remote()) != runenv.get(once.remote())
+
+
+@runenv.remote
+def interval(seconds: float) -> tuple[float, float]:
+    start = time.monotonic()
+    time.sleep(seconds)
+    return start, time.monotonic()
+
+
+def test_num_cpus_limits_what_runs_at_once() -> None:
+    runenv.init(num_cpus=2)
+    whole_machine = interval.options(num_cpus=2)
+    spans = sorted(runenv.get([whole_machine.remote(0.3) for _ in range(3)]))
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
+    halves = sorted(runenv.get([interval.remote(0.5) for _ in range(2)]))
+    assert halves[1][0] < halves[0][1]  # two 1-CPU tasks do run side by side
+
+
+def test_actor_max_concurrency_runs_calls_side_by_side() -> None:
+    @runenv.remote
+    class Rendezvous:
+        def __init__(self) -> None:
+            import threading
+
+            self.barrier = threading.Barrier(2, timeout=20)
+
+        def meet(self) -> bool:
+            self.barrier.wait()  # returns only when two calls are in here at once
+            return True
+
+    runenv.init()
+    actor = Rendezvous.options(max_concurrency=2).remote()
+    assert runenv.get([actor.meet.remote(), actor.meet.remote()], timeout=30) == [True, True]
