@@ -123,14 +123,16 @@ class LocalRuntime:
         self._cache = ResourceCache()
         self._bootstrap, self._bootstrap_lease = bootstrap_directory(self._cache)
         self._setups = ThreadPoolExecutor(4, thread_name_prefix="runenv-setup")
-        self._requests = ThreadPoolExecutor(32, thread_name_prefix="runenv-request")
         self._scheduler = threading.Thread(target=self._schedule_loop, name="runenv-scheduler",
                                            daemon=True)  # fmt: skip
         self._scheduler.start()
         atexit.register(self.shutdown)
         if not self.job_env.is_empty() and self.job_env.config.eager_install:
-            self._env_state(self.job_env)  # set the job env up now, not at the first task
-            self._wait_env(self._envs[self.job_env.canonical_json()])
+            try:  # set the job env up now, not at the first task
+                self._wait_env(self._env_state(self.job_env))
+            except BaseException:
+                self.shutdown()
+                raise
 
     # --- the Runtime protocol -----------------------------------------------------------
 
@@ -213,7 +215,6 @@ class LocalRuntime:
             self._changed.notify_all()
         stop_workers(workers)
         self._setups.shutdown(wait=False, cancel_futures=True)
-        self._requests.shutdown(wait=False, cancel_futures=True)
         self._bootstrap_lease.release()
         atexit.unregister(self.shutdown)
 
@@ -372,7 +373,12 @@ class LocalRuntime:
         waiting: deque[_Task] = deque()
         while self._pending:
             task = self._pending.popleft()
-            if not self._try_dispatch(task):
+            try:
+                started = self._try_dispatch(task)
+            except Exception as error:  # e.g. the env's interpreter cannot start
+                self._fail(task.id, _start_error(task, error))
+                continue
+            if not started:
                 waiting.append(task)
         self._pending = waiting
 
@@ -411,7 +417,11 @@ class LocalRuntime:
                     self._actor_died(actor, str(_setup_error(task, actor.env.error)))
                     break
                 if actor.worker is None:
-                    actor.worker = self._start_worker(actor.env, actor)
+                    try:
+                        actor.worker = self._start_worker(actor.env, actor)
+                    except Exception as error:
+                        self._actor_died(actor, str(_start_error(task, error)))
+                        break
                 actor.queue.popleft()
                 actor.in_flight[task.id] = task
                 self._send_task(actor.worker, task)
@@ -521,7 +531,9 @@ class LocalRuntime:
     def _on_message(self, worker: WorkerProcess, message: Any) -> None:
         kind = message[0]
         if kind == "request":
-            self._requests.submit(self._answer, worker, *message[1:])
+            # A nested get may wait for long: each request gets its own thread, so any depth
+            # of nesting can wait at once without starving the others.
+            threading.Thread(target=self._answer, args=(worker, *message[1:]), daemon=True).start()
             return
         task_id = message[1]
         with self._changed:
@@ -701,6 +713,13 @@ def _setup_error(task: _Task, error: RunenvError) -> RuntimeEnvSetupError:
         f"{task.where}: runtime env setup failed: {error.message}",
         hint=error.hint,
         log_path=log_path,
+    )
+
+
+def _start_error(task: _Task, error: Exception) -> RunenvError:
+    return RunenvError(
+        f"{task.where}: could not start a worker: {error}",
+        hint="check that the env's Python runs: runenv env path <env file>",
     )
 
 

@@ -387,13 +387,25 @@ def interval(seconds: float) -> tuple[float, float]:
     return start, time.monotonic()
 
 
-def test_num_cpus_limits_what_runs_at_once() -> None:
+@runenv.remote
+def meet(directory: str, me: str, other: str) -> bool:
+    """True when the task called ``other`` is running at the same time as this one."""
+    Path(directory, me).touch()
+    deadline = time.monotonic() + 20
+    while not Path(directory, other).exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_num_cpus_limits_what_runs_at_once(tmp_path: Path) -> None:
     runenv.init(num_cpus=2)
     whole_machine = interval.options(num_cpus=2)
     spans = sorted(runenv.get([whole_machine.remote(0.3) for _ in range(3)]))
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
-    halves = sorted(runenv.get([interval.remote(0.5) for _ in range(2)]))
-    assert halves[1][0] < halves[0][1]  # two 1-CPU tasks do run side by side
+    both = [meet.remote(str(tmp_path), "a", "b"), meet.remote(str(tmp_path), "b", "a")]
+    assert runenv.get(both, timeout=60) == [True, True]  # two 1-CPU tasks run side by side
 
 
 def test_actor_max_concurrency_runs_calls_side_by_side() -> None:
