@@ -423,3 +423,29 @@ def test_actor_max_concurrency_runs_calls_side_by_side() -> None:
     runenv.init()
     actor = Rendezvous.options(max_concurrency=2).remote()
     assert runenv.get([actor.meet.remote(), actor.meet.remote()], timeout=30) == [True, True]
+
+
+@runenv.remote
+def isolated_probe() -> dict[str, object]:
+    import importlib.util
+
+    import runenv as inside  # the worker API from the bootstrap, not the host's package
+
+    nested = inside.get(add.remote(20, 22))
+    return {
+        "pydantic": importlib.util.find_spec("pydantic") is not None,
+        "demo": importlib.util.find_spec("runenv_demo_a") is not None,
+        "has_spec_module": importlib.util.find_spec("runenv.spec") is not None,
+        "nested": nested,
+    }
+
+
+def test_isolated_worker_sees_its_env_and_the_worker_api_only(wheels: Path) -> None:
+    runenv.init()
+    probe = isolated_probe.options(runtime_env=pinned(wheels, "runenv-demo-a==1.0"))
+    assert runenv.get(probe.remote(), timeout=120) == {
+        "pydantic": False,
+        "demo": True,
+        "has_spec_module": False,
+        "nested": 42,
+    }
