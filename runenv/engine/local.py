@@ -372,6 +372,9 @@ class LocalRuntime:
     def _dispatch_tasks(self) -> None:
         waiting: deque[_Task] = deque()
         while self._pending:
+            if self.free_cpus <= 1e-9:  # nothing more can start: keep the rest as it is
+                waiting.extend(self._pending)
+                break
             task = self._pending.popleft()
             try:
                 started = self._try_dispatch(task)
