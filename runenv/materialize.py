@@ -45,12 +45,14 @@ def materialize(env: RuntimeEnv, on_stage: StageCallback | None = None) -> Conte
     return context.with_changes(lease_fds=tuple(lease.fd for lease in setup.leases))
 
 
-def prepare(env: RuntimeEnv, setup: Setup | None = None) -> RuntimeEnv:
+def prepare(
+    env: RuntimeEnv, setup: Setup | None = None, on_stage: StageCallback | None = None
+) -> RuntimeEnv:
     """The portable, locked form of ``env``: URIs instead of local code, pinned packages.
 
     This is what crosses machines, so that every node runs the same code and versions.
     """
-    setup = setup or new_setup(env, None)
+    setup = setup or new_setup(env, on_stage)
     portable = make_portable(env, on_packaged=lambda path, package: setup.report("package", path))
     packages = portable.python_packages
     if packages is not None and packages.lock is None:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, TypeVar, cast
+from typing import IO, Any, Protocol, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -53,6 +53,21 @@ _RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _DENIED_STATUS = frozenset({401, 403})
 
 T = TypeVar("T")
+
+
+class PackageStore(Protocol):
+    """What packaging needs of a store (a :class:`Store`, or a job server's package store)."""
+
+    @property
+    def is_local(self) -> bool: ...
+
+    def uri(self, name: str) -> str: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def put_file(self, local_path: Path, name: str, *, move: bool = False) -> str: ...
+
+    def staging_directory(self) -> Path | None: ...
 
 
 class Store:

@@ -11,7 +11,7 @@ from pathlib import Path
 from runenv import settings, uris
 from runenv.packaging import Package, package_directory, package_file, upload_file_as_is
 from runenv.spec import RuntimeEnv
-from runenv.storage import Store
+from runenv.storage import PackageStore, Store
 
 PackagedCallback = Callable[[str, Package], None]
 
@@ -21,11 +21,18 @@ def store_for(env: RuntimeEnv) -> Store:
     return Store(env.upload_path or settings.default_store_uri())
 
 
-def make_portable(env: RuntimeEnv, on_packaged: PackagedCallback | None = None) -> RuntimeEnv:
-    """Package and store the env's local working_dir and py_modules; return the env with URIs."""
+def make_portable(
+    env: RuntimeEnv,
+    on_packaged: PackagedCallback | None = None,
+    store: PackageStore | None = None,
+) -> RuntimeEnv:
+    """Package and store the env's local working_dir and py_modules; return the env with URIs.
+
+    ``store`` defaults to the env's ``upload_path``, else the store under ``RUNENV_HOME``.
+    """
     if not _has_local_code(env):
         return env
-    store = store_for(env)
+    store = store or store_for(env)
     changes: dict[str, object] = {}
     if env.working_dir and not uris.scheme_of(env.working_dir):
         package = _package_working_dir(Path(env.working_dir), env, store)
@@ -44,14 +51,14 @@ def _has_local_code(env: RuntimeEnv) -> bool:
     return any(not uris.scheme_of(location) for location in [*locations, *env.py_modules])
 
 
-def _package_working_dir(path: Path, env: RuntimeEnv, store: Store) -> Package:
+def _package_working_dir(path: Path, env: RuntimeEnv, store: PackageStore) -> Package:
     if path.is_file():  # a local .zip, used as it is
         return upload_file_as_is(path, store)
     return package_directory(path, store, excludes=env.excludes)
 
 
 def _portable_module(
-    module: str, env: RuntimeEnv, store: Store, on_packaged: PackagedCallback | None
+    module: str, env: RuntimeEnv, store: PackageStore, on_packaged: PackagedCallback | None
 ) -> str:
     if uris.scheme_of(module):
         return module

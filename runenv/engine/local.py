@@ -8,6 +8,7 @@ Values are kept serialized (:class:`Blob`) and deserialized only by whoever ``ge
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import threading
 import time
@@ -102,7 +103,12 @@ class LocalRuntime:
     """The driver-side runtime behind ``runenv.init()``."""
 
     def __init__(self, runtime_env: Any = None, num_cpus: int | None = None) -> None:
-        self.job_id = uuid.uuid4().hex[:16]
+        # A job's driver (run by `runenv job submit`) gets its job id and env from its
+        # supervisor, as Ray hands them down: the job env is the parent of all its work.
+        self.job_id = os.environ.get("RUNENV_JOB_ID") or uuid.uuid4().hex[:16]
+        inherited = os.environ.get("RUNENV_JOB_RUNTIME_ENV")
+        if runtime_env is None and inherited:
+            runtime_env = json.loads(inherited)
         self.job_env = _as_env(runtime_env, Path.cwd()) if runtime_env else RuntimeEnv()
         self.total_cpus = float(num_cpus or os.cpu_count() or 1)
         self.free_cpus = self.total_cpus

@@ -25,7 +25,7 @@ from runenv.packaging.walk import (
     single_file_tree,
     walk_tree,
 )
-from runenv.storage import Store
+from runenv.storage import PackageStore
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -61,7 +61,7 @@ def hash_cache_path() -> Path:
 
 def package_directory(
     root: Path,
-    store: Store,
+    store: PackageStore,
     *,
     excludes: Sequence[str] = (),
     max_bytes: int | None = None,
@@ -93,7 +93,7 @@ def package_directory(
     return _store_tree(tree, store, compress)
 
 
-def package_file(path: Path, store: Store) -> Package:
+def package_file(path: Path, store: PackageStore) -> Package:
     """Package one ``.py`` file (a py_modules entry) into ``store``."""
     path = Path(path).resolve()
     if not path.is_file():
@@ -101,7 +101,7 @@ def package_file(path: Path, store: Store) -> Package:
     return _store_tree(single_file_tree(path, path.name), store)
 
 
-def upload_file_as_is(path: Path, store: Store) -> Package:
+def upload_file_as_is(path: Path, store: PackageStore) -> Package:
     """Upload a file that already is an archive (a ``.whl`` or ``.zip``), named by its sha256.
 
     A wheel keeps its file name (installers need it): ``pkgs/<sha256>/<name>.whl``.
@@ -119,7 +119,7 @@ def upload_file_as_is(path: Path, store: Store) -> Package:
     return Package(digest, store.uri(name), uploaded, size, [path.name], archive_bytes=size)
 
 
-def _store_tree(tree: Tree, store: Store, compress: bool | None = None) -> Package:
+def _store_tree(tree: Tree, store: PackageStore, compress: bool | None = None) -> Package:
     cache = HashCache(hash_cache_path())
     try:
         cached = cache.lookup(tree.files)
@@ -136,7 +136,7 @@ def _store_tree(tree: Tree, store: Store, compress: bool | None = None) -> Packa
     return package
 
 
-def _package_from_cache(tree: Tree, store: Store, cached: dict[str, str]) -> Package | None:
+def _package_from_cache(tree: Tree, store: PackageStore, cached: dict[str, str]) -> Package | None:
     """When every hash is cached and the store has the archive: done without reading a file."""
     if len(cached) < len(tree.files):
         return None
@@ -147,7 +147,7 @@ def _package_from_cache(tree: Tree, store: Store, cached: dict[str, str]) -> Pac
     return Package(digest, store.uri(name), uploaded=False, total_bytes=tree.total_bytes)
 
 
-def _write_and_upload(tree: Tree, store: Store, cache: HashCache, compress: bool) -> Package:
+def _write_and_upload(tree: Tree, store: PackageStore, cache: HashCache, compress: bool) -> Package:
     """One pass over the files: hash and compress them together, then upload if new."""
     staging = store.staging_directory()
     with tempfile.TemporaryDirectory(prefix="runenv-package-", dir=staging) as scratch:

@@ -44,9 +44,52 @@ def file_mode(entry: FileEntry) -> int:
 
 def manifest_digest(tree: Tree, hashes: Mapping[str, str]) -> str:
     """sha256 over the sorted manifest of ``tree``; ``hashes`` maps paths to content hashes."""
+    rows = [_row(path, None, "") for path in tree.directories]
+    rows += [_row(e.path, file_mode(e), hashes[e.path]) for e in tree.files]
+    return _digest_of(rows)
+
+
+def zip_digest(archive: Path) -> str:
+    """The manifest digest of a zip runenv made (what its ``pkgs/<digest>.zip`` name claims)."""
+    rows = []
+    with zipfile.ZipFile(archive) as source:
+        for info in source.infolist():
+            if info.filename.endswith("/"):
+                rows.append(_row(info.filename, None, ""))
+                continue
+            digest = hashlib.sha256()
+            with source.open(info) as member:
+                while chunk := member.read(CHUNK_BYTES):
+                    digest.update(chunk)
+            mode = 0o755 if (info.external_attr >> 16) & stat.S_IXUSR else 0o644
+            rows.append(_row(info.filename, mode, digest.hexdigest()))
+    return _digest_of(rows)
+
+
+def verify_package(path: Path, name: str) -> None:
+    """Check that an uploaded file is what its content-addressed ``name`` says it is."""
+    from runenv.packaging.hashes import hash_file
+
+    claimed = name.removeprefix("pkgs/").split("/")[0].removesuffix(".zip")
+    if hash_file(str(path)) == claimed:  # a file stored as it is (a wheel, a user's zip)
+        return
+    try:
+        if name.endswith(".zip") and zip_digest(path) == claimed:
+            return
+    except (zipfile.BadZipFile, OSError):
+        pass
+    raise PackagingError(
+        f"the uploaded {name} does not match its digest",
+        hint="the upload was corrupted or the name is wrong; upload it again",
+    )
+
+
+def _row(path: str, mode: int | None, content_hash: str) -> str:
     # One line per entry: path NUL mode NUL content hash (a path never holds a NUL).
-    rows = [f"{path}\0dir\0" for path in tree.directories]
-    rows += [f"{e.path}\0{file_mode(e):o}\0{hashes[e.path]}" for e in tree.files]
+    return f"{path}\0dir\0" if mode is None else f"{path}\0{mode:o}\0{content_hash}"
+
+
+def _digest_of(rows: list[str]) -> str:
     manifest = "\n".join([MANIFEST_VERSION, *sorted(rows)]) + "\n"
     return hashlib.sha256(manifest.encode("utf-8", "surrogateescape")).hexdigest()
 

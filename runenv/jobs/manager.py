@@ -1,0 +1,175 @@
+"""Jobs on this machine: submit (prepare the env, record, start a supervisor), read, stop, delete.
+
+Used directly by the CLI without ``--address``, and by the HTTP server. A job whose supervisor
+has died is marked FAILED ("supervisor lost") when it is next read, and what is left of its
+process group is killed: no record stays RUNNING for ever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+
+from runenv.envs.setup import StageCallback
+from runenv.errors import RunenvError
+from runenv.jobs import supervisor
+from runenv.jobs.models import JobInfo, JobStatus, new_submission_id
+from runenv.jobs.store import JobStore
+from runenv.materialize import prepare
+from runenv.spec import RuntimeEnv
+
+# A record whose supervisor has not reported its pid yet is only "lost" after this long.
+SPAWN_GRACE_SECONDS = 30.0
+FOLLOW_POLL_SECONDS = 0.1
+
+
+class JobManager:
+    def __init__(self, store: JobStore | None = None) -> None:
+        self.store = store or JobStore()
+
+    def submit(
+        self,
+        entrypoint: str,
+        runtime_env: RuntimeEnv | dict[str, Any] | None = None,
+        submission_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        max_retries: int = 0,
+        timeout_s: float | None = None,
+        on_stage: StageCallback | None = None,
+    ) -> str:
+        """Record the job and start its supervisor; returns the submission id at once."""
+        if not entrypoint.strip():
+            raise RunenvError("the entrypoint is empty", hint="runenv job submit -- python main.py")
+        env = (
+            runtime_env
+            if isinstance(runtime_env, RuntimeEnv)
+            else RuntimeEnv.from_dict(runtime_env or {})
+        )
+        # Local code packaged, packages locked: what the job will run, wherever it runs.
+        prepared = prepare(env, on_stage=on_stage)
+        info = JobInfo(
+            submission_id=submission_id or new_submission_id(),
+            entrypoint=entrypoint,
+            runtime_env=prepared.to_dict(),
+            env_key=prepared.key,
+            metadata=dict(metadata or {}),
+            max_retries=max_retries,
+            timeout_s=timeout_s,
+        )
+        self.store.insert(info)
+        supervisor.spawn(info.submission_id)
+        return info.submission_id
+
+    def info(self, submission_id: str) -> JobInfo:
+        return self._checked(self.store.get(submission_id))
+
+    def status(self, submission_id: str) -> JobStatus:
+        return self.info(submission_id).status
+
+    def list(self, status: JobStatus | None = None) -> list[JobInfo]:
+        checked = [self._checked(info) for info in self.store.list()]
+        return [info for info in checked if status is None or info.status == status]
+
+    def logs(self, submission_id: str) -> str:
+        self.store.get(submission_id)  # a clear error for an unknown id
+        try:
+            return supervisor.log_path(submission_id).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, submission_id: str) -> Iterator[str]:
+        """The log as it grows, until the job has ended and everything is read."""
+        self.store.get(submission_id)
+        path = supervisor.log_path(submission_id)
+        offset = 0
+        while True:
+            ended = self.status(submission_id).is_terminal()
+            chunk = _read_from(path, offset)
+            if chunk:
+                offset += len(chunk)
+                yield chunk.decode(errors="replace")
+            elif ended:
+                return
+            else:
+                time.sleep(FOLLOW_POLL_SECONDS)
+
+    def stop(self, submission_id: str) -> bool:
+        """Ask the job to stop; False when it had already ended."""
+        info = self.info(submission_id)
+        if info.status.is_terminal():
+            return False
+        self.store.update(submission_id, stop_requested=True)
+        if info.status == JobStatus.PENDING and info.supervisor_pid is None:
+            return self.store.update(
+                submission_id,
+                {JobStatus.PENDING},
+                status=JobStatus.STOPPED,
+                message="stopped before it started",
+                end_time=time.time(),
+            )
+        if _alive(info):
+            os.kill(info.supervisor_pid or 0, signal.SIGTERM)
+        return True
+
+    def delete(self, submission_id: str) -> None:
+        info = self.info(submission_id)
+        if not info.status.is_terminal():
+            raise RunenvError(
+                f"job {submission_id} is {info.status.value}: only ended jobs can be deleted",
+                hint=f"stop it first: runenv job stop {submission_id}",
+            )
+        self.store.delete(submission_id)
+        shutil.rmtree(supervisor.job_directory(submission_id), ignore_errors=True)
+
+    def _checked(self, info: JobInfo) -> JobInfo:
+        """The record, marked FAILED if its supervisor is gone without saying how it ended."""
+        if info.status.is_terminal() or _alive(info):
+            return info
+        if info.supervisor_pid is None and time.time() - info.created_time < SPAWN_GRACE_SECONDS:
+            return info  # being submitted right now
+        latest = self.store.get(info.submission_id)  # it may have ended since the first read
+        if latest.status.is_terminal():
+            return latest
+        if latest.job_pgid:
+            _kill_group(latest.job_pgid)
+        self.store.update(
+            info.submission_id,
+            {JobStatus.PENDING, JobStatus.RUNNING},
+            status=JobStatus.FAILED,
+            message="supervisor lost",
+            end_time=time.time(),
+        )
+        return self.store.get(info.submission_id)
+
+
+def _alive(info: JobInfo) -> bool:
+    """Whether the job's supervisor process is still running (the same process, not a reuse)."""
+    if info.supervisor_pid is None:
+        return False
+    try:
+        process = psutil.Process(info.supervisor_pid)
+        same = abs(process.create_time() - (info.supervisor_started or 0)) < 0.5
+        return same and bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _read_from(path: Any, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            return handle.read()
+    except FileNotFoundError:
+        return b""

@@ -1,0 +1,195 @@
+"""``runenv serve``: the job API over HTTP (JSON), on the same manager and supervisors.
+
+Paths follow Ray's job submission API (``/api/jobs/...``). It binds 127.0.0.1 unless given a
+token; with a token every request must carry ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from runenv import __version__, settings
+from runenv.errors import RunenvError
+from runenv.jobs.manager import JobManager
+from runenv.jobs.models import JobStatus
+from runenv.jobs.store import DuplicateJobError, JobNotFoundError
+from runenv.packaging.archive import verify_package
+from runenv.storage import Store
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(token: str | None = None, manager: JobManager | None = None) -> Starlette:
+    jobs = manager or JobManager()
+    store = Store(settings.default_store_uri())
+
+    async def version(request: Request) -> Response:
+        return JSONResponse({"version": __version__, "store_uri": store.base_uri})
+
+    async def submit(request: Request) -> Response:
+        body = await request.json()
+        submission_id = await asyncio.to_thread(
+            jobs.submit,
+            entrypoint=str(body.get("entrypoint", "")),
+            runtime_env=body.get("runtime_env") or {},
+            submission_id=body.get("submission_id"),
+            metadata=body.get("metadata") or {},
+            max_retries=int(body.get("max_retries") or 0),
+            timeout_s=body.get("timeout_s"),
+        )
+        return JSONResponse({"submission_id": submission_id})
+
+    async def list_jobs(request: Request) -> Response:
+        wanted = request.query_params.get("status")
+        found = await asyncio.to_thread(jobs.list, JobStatus(wanted) if wanted else None)
+        return JSONResponse([info.to_dict() for info in found])
+
+    async def info(request: Request) -> Response:
+        found = await asyncio.to_thread(jobs.info, request.path_params["id"])
+        return JSONResponse(found.to_dict())
+
+    async def logs(request: Request) -> Response:
+        text = await asyncio.to_thread(jobs.logs, request.path_params["id"])
+        return JSONResponse({"logs": text})
+
+    async def tail(request: Request) -> Response:
+        submission_id = request.path_params["id"]
+        await asyncio.to_thread(jobs.info, submission_id)  # 404 before the stream starts
+        return StreamingResponse(_stream(jobs, submission_id), media_type="text/plain")
+
+    async def stop(request: Request) -> Response:
+        stopped = await asyncio.to_thread(jobs.stop, request.path_params["id"])
+        return JSONResponse({"stopped": stopped})
+
+    async def delete(request: Request) -> Response:
+        await asyncio.to_thread(jobs.delete, request.path_params["id"])
+        return JSONResponse({"deleted": True})
+
+    async def package_exists(request: Request) -> Response:
+        name = f"pkgs/{request.path_params['name']}"
+        found = await asyncio.to_thread(store.exists, name)
+        return Response(status_code=200 if found else 404)
+
+    async def upload(request: Request) -> Response:
+        name = f"pkgs/{request.path_params['name']}"
+        limit = settings.max_package_bytes() * 2  # compressed or not, never beyond this
+        with tempfile.TemporaryDirectory(dir=store.staging_directory()) as scratch:
+            received = Path(scratch) / "upload"
+            size = 0
+            with open(received, "wb") as sink:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise RunenvError(
+                            f"upload of {name} is over {limit} bytes",
+                            hint="runenv refuses packages over the size limit",
+                        )
+                    sink.write(chunk)
+            await asyncio.to_thread(verify_package, received, name)
+            uri = await asyncio.to_thread(store.put_file, received, name, move=True)
+        return JSONResponse({"uri": uri})
+
+    routes = [
+        Route("/api/version", version, methods=["GET"]),
+        Route("/api/jobs/", submit, methods=["POST"]),
+        Route("/api/jobs/", list_jobs, methods=["GET"]),
+        Route("/api/jobs/{id}", info, methods=["GET"]),
+        Route("/api/jobs/{id}", delete, methods=["DELETE"]),
+        Route("/api/jobs/{id}/logs", logs, methods=["GET"]),
+        Route("/api/jobs/{id}/logs/tail", tail, methods=["GET"]),
+        Route("/api/jobs/{id}/stop", stop, methods=["POST"]),
+        Route("/api/packages/{name:path}", package_exists, methods=["HEAD"]),
+        Route("/api/packages/{name:path}", upload, methods=["PUT"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={Exception: _error_response})
+    app.add_middleware(_TokenCheck, token=token)
+    return app
+
+
+async def _stream(jobs: JobManager, submission_id: str) -> AsyncIterator[bytes]:
+    chunks = jobs.tail(submission_id)
+    while True:
+        chunk = await asyncio.to_thread(next, chunks, None)
+        if chunk is None:
+            return
+        yield chunk.encode()
+
+
+async def _error_response(request: Request, error: Exception) -> Response:
+    if isinstance(error, JobNotFoundError):
+        status = 404
+    elif isinstance(error, DuplicateJobError):
+        status = 409
+    elif isinstance(error, (RunenvError, ValueError)):
+        status = 400
+    else:
+        status = 500
+    message = error.message if isinstance(error, RunenvError) else str(error)
+    hint = error.hint if isinstance(error, RunenvError) else None
+    return JSONResponse({"error": message, "hint": hint}, status_code=status)
+
+
+class _TokenCheck:
+    """Every request carries the token (when the server has one): 401 otherwise."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.expected is not None:
+            headers = dict(scope.get("headers") or [])
+            if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+                response = JSONResponse(
+                    {"error": "missing or wrong token", "hint": "pass the server's token"},
+                    status_code=401,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond this machine without a token."""
+    if token:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise RunenvError(
+            f"refusing to listen on {host} without a token: anyone who can reach it could run "
+            "commands on this machine",
+            hint="pass --token-file FILE (a secret the clients send), or listen on 127.0.0.1",
+        )
+
+
+def read_token(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        token = path.read_text().strip()
+    except OSError as error:
+        raise RunenvError(f"cannot read the token file {path}: {error.strerror}") from None
+    if not token:
+        raise RunenvError(f"the token file {path} is empty", hint="write a long random secret")
+    return token
+
+
+def serve(host: str, port: int, token: str | None) -> None:
+    import uvicorn
+
+    check_bind(host, token)
+    uvicorn.run(create_app(token), host=host, port=port, log_level="warning")

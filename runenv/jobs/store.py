@@ -1,0 +1,130 @@
+"""Job records in SQLite under ``RUNENV_HOME`` (WAL: safe for concurrent CLI processes).
+
+Each record is a row with the indexed fields as columns and the whole record as JSON. Updates
+are compare-and-set on the status, so a stop, a supervisor and a reader never overwrite each
+other's terminal status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runenv import settings
+from runenv.errors import RunenvError
+from runenv.jobs.models import JobInfo, JobStatus
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    submission_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_time REAL NOT NULL,
+    record TEXT NOT NULL
+)
+"""
+
+
+class DuplicateJobError(RunenvError):
+    """A job with this submission id exists already."""
+
+
+class JobNotFoundError(RunenvError):
+    """No job has this submission id."""
+
+
+def jobs_home() -> Path:
+    return settings.runenv_home() / "jobs"
+
+
+class JobStore:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or jobs_home() / "jobs.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def insert(self, info: JobInfo) -> None:
+        info.created_time = info.created_time or time.time()
+        with self._connection() as connection:
+            try:
+                connection.execute(
+                    "INSERT INTO jobs VALUES (?, ?, ?, ?)",
+                    (info.submission_id, info.status.value, info.created_time, info.to_json()),
+                )
+            except sqlite3.IntegrityError:
+                raise DuplicateJobError(
+                    f"a job with submission id {info.submission_id!r} already exists",
+                    hint="choose another --submission-id, or leave it out for a generated one",
+                ) from None
+
+    def get(self, submission_id: str) -> JobInfo:
+        with self._connection() as connection:
+            row = connection.execute(
+                "SELECT record FROM jobs WHERE submission_id = ?", (submission_id,)
+            ).fetchone()
+        if row is None:
+            raise JobNotFoundError(
+                f"no job with submission id {submission_id!r}", hint="see `runenv job list`"
+            )
+        return JobInfo.from_dict(_loads(row[0]))
+
+    def list(self, status: JobStatus | None = None) -> list[JobInfo]:
+        query, args = "SELECT record FROM jobs", ()
+        if status is not None:
+            query, args = query + " WHERE status = ?", (status.value,)  # type: ignore[assignment]
+        with self._connection() as connection:
+            rows = connection.execute(query + " ORDER BY created_time", args).fetchall()
+        return [JobInfo.from_dict(_loads(row[0])) for row in rows]
+
+    def update(
+        self, submission_id: str, expect: set[JobStatus] | None = None, **changes: Any
+    ) -> bool:
+        """Change fields of a record, only if its status is one of ``expect`` (when given).
+
+        Returns whether the change was made. A terminal status is never left.
+        """
+        with self._connection() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            row = connection.execute(
+                "SELECT record FROM jobs WHERE submission_id = ?", (submission_id,)
+            ).fetchone()
+            if row is None:
+                raise JobNotFoundError(f"no job with submission id {submission_id!r}")
+            info = JobInfo.from_dict(_loads(row[0]))
+            if (expect is not None and info.status not in expect) or (
+                info.status.is_terminal() and "status" in changes
+            ):
+                connection.execute("ROLLBACK")
+                return False
+            for name, value in changes.items():
+                setattr(info, name, value)
+            connection.execute(
+                "UPDATE jobs SET status = ?, record = ? WHERE submission_id = ?",
+                (info.status.value, info.to_json(), submission_id),
+            )
+            connection.execute("COMMIT")
+        return True
+
+    def delete(self, submission_id: str) -> None:
+        with self._connection() as connection:
+            connection.execute("DELETE FROM jobs WHERE submission_id = ?", (submission_id,))
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA busy_timeout=30000")
+            connection.execute(_SCHEMA)
+            yield connection
+        finally:
+            connection.close()
+
+
+def _loads(text: str) -> dict[str, Any]:
+    import json
+
+    data: dict[str, Any] = json.loads(text)
+    return data

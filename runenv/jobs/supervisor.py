@@ -1,0 +1,204 @@
+"""The job supervisor: a detached process that sets up a job's env, runs it, and records how it
+ended. ``python -m runenv.jobs.supervisor <submission id>``.
+
+The entrypoint runs as a shell command in the materialized env, in its own process group, its
+output appended to the job's log. A stop is a SIGTERM to the supervisor: it passes SIGTERM to the
+job's group, then SIGKILL after a grace period. The supervisor writes the final status itself, so
+nothing else (the CLI, a server) needs to be alive when the job ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+import psutil
+
+from runenv.context import Context, die_with_parent, start_process
+from runenv.errors import RunenvError
+from runenv.jobs.models import JobInfo, JobStatus
+from runenv.jobs.store import JobStore, jobs_home
+from runenv.materialize import materialize
+from runenv.spec import RuntimeEnv
+
+STOP_GRACE_SECONDS = 3.0
+POLL_SECONDS = 0.05
+# How a job's driver learns its job id and env (runenv.init() makes that env the parent).
+JOB_ID_VARIABLE = "RUNENV_JOB_ID"
+JOB_ENV_VARIABLE = "RUNENV_JOB_RUNTIME_ENV"
+
+
+def job_directory(submission_id: str) -> Path:
+    return jobs_home() / submission_id
+
+
+def log_path(submission_id: str) -> Path:
+    return job_directory(submission_id) / "job.log"
+
+
+def spawn(submission_id: str) -> None:
+    """Start a detached supervisor for the job. It forks away from its parent at once, so it is
+    nobody's child (no zombie in a long-running server) and records its own pid."""
+    directory = job_directory(submission_id)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "supervisor.log", "ab") as errors:
+        subprocess.run(
+            [sys.executable, "-m", "runenv.jobs.supervisor", "--detach", submission_id],
+            stdin=subprocess.DEVNULL,
+            stdout=errors,
+            stderr=errors,
+            start_new_session=True,  # not in the CLI's process group: Ctrl-C doesn't reach it
+            close_fds=True,
+            check=True,
+        )
+
+
+class Supervisor:
+    def __init__(self, submission_id: str, store: JobStore, log: IO[bytes]) -> None:
+        self.id = submission_id
+        self.store = store
+        self.log = log
+        self.stop_requested = False
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        me = psutil.Process()
+        self.store.update(self.id, supervisor_pid=me.pid, supervisor_started=me.create_time())
+        info = self.store.get(self.id)
+        if info.stop_requested:
+            self._finish(JobStatus.STOPPED, "stopped before it started")
+            return
+        context = self._set_up(info)
+        if context is None:
+            return
+        if not self.store.update(
+            self.id, {JobStatus.PENDING}, status=JobStatus.RUNNING, start_time=time.time()
+        ):
+            return  # stopped while its env was being set up
+        self._run_attempts(info, context)
+
+    def say(self, text: str) -> None:
+        self.log.write(f"[runenv] {text}\n".encode())
+
+    def _set_up(self, info: JobInfo) -> Context | None:
+        self.say(f"setting up the runtime env of {self.id}")
+        try:
+            context = materialize(
+                RuntimeEnv.from_dict(info.runtime_env),
+                on_stage=lambda stage, detail: self.say(f"{stage} {detail}"),
+            )
+        except RunenvError as error:
+            self.say(f"runtime env setup failed: {error.message}")
+            self._finish(JobStatus.FAILED, f"runtime env setup failed: {error.message}")
+            return None
+        if self.stop_requested:
+            self._finish(JobStatus.STOPPED, "stopped before it started")
+            return None
+        return context
+
+    def _run_attempts(self, info: JobInfo, context: Context) -> None:
+        deadline = None if info.timeout_s is None else time.monotonic() + info.timeout_s
+        for attempt in range(1, info.max_retries + 2):
+            self.store.update(self.id, attempts=attempt)
+            if attempt > 1:
+                self.say(f"--- attempt {attempt} of {info.max_retries + 1} ---")
+            code, timed_out = self._run_once(info, context, deadline)
+            if self.stop_requested:
+                self._finish(JobStatus.STOPPED, "stopped by request", code)
+                return
+            if timed_out:
+                self._finish(JobStatus.FAILED, f"timed out after {info.timeout_s:g} s", code)
+                return
+            if code == 0:
+                self._finish(JobStatus.SUCCEEDED, "finished", code)
+                return
+            self.say(f"the entrypoint exited with code {code}")
+        self._finish(JobStatus.FAILED, _failure_message(code, info.max_retries), code)
+
+    def _run_once(
+        self, info: JobInfo, context: Context, deadline: float | None
+    ) -> tuple[int, bool]:
+        job_env = {JOB_ID_VARIABLE: self.id, JOB_ENV_VARIABLE: json.dumps(info.runtime_env)}
+        self.process = start_process(
+            context.with_changes(env_vars={**context.env_vars, **job_env}),
+            ["/bin/sh", "-c", info.entrypoint],
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a stop reaches every process
+            preexec_fn=die_with_parent,
+        )
+        self.store.update(self.id, job_pgid=self.process.pid)
+        timed_out = False
+        stop_sent: float | None = None
+        while (code := self.process.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline and not timed_out:
+                timed_out = True
+                self.say(f"timeout of {info.timeout_s:g} s reached: stopping the job")
+                self._signal_group(signal.SIGTERM)
+                stop_sent = time.monotonic()
+            if self.stop_requested and stop_sent is None:
+                stop_sent = time.monotonic()
+            if stop_sent is not None and time.monotonic() - stop_sent > STOP_GRACE_SECONDS:
+                self._signal_group(signal.SIGKILL)
+            time.sleep(POLL_SECONDS)
+        self._signal_group(signal.SIGKILL)  # whatever the entrypoint left behind in its group
+        return code, timed_out
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+        self.say("stop requested: sending SIGTERM to the job")
+        self._signal_group(signal.SIGTERM)
+
+    def _signal_group(self, signum: int) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signum)
+
+    def _finish(self, status: JobStatus, message: str, code: int | None = None) -> None:
+        self.say(f"job {status.value.lower()}: {message}")
+        self.store.update(
+            self.id, status=status, message=message, exit_code=code, end_time=time.time()
+        )
+
+
+def _failure_message(code: int | None, retries: int) -> str:
+    tries = f" (after {retries + 1} attempts)" if retries else ""
+    if code is not None and code < 0:
+        return f"the entrypoint was killed by signal {-code}{tries}"
+    return f"the entrypoint exited with code {code}{tries}"
+
+
+def main(submission_id: str) -> None:
+    store = JobStore()
+    path = log_path(submission_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab", buffering=0) as log:
+        supervisor = Supervisor(submission_id, store, log)
+        try:
+            supervisor.run()
+        except Exception as error:  # a bug: the record must still end
+            supervisor.say(f"internal error in the supervisor: {error!r}")
+            supervisor._finish(JobStatus.FAILED, f"internal error in the supervisor: {error!r}")
+            raise
+
+
+def detach() -> None:
+    """Fork: the parent returns to whoever started it at once; the child goes on, reparented."""
+    if os.fork() > 0:
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--detach":
+        detach()
+    main(sys.argv[-1])
