@@ -11,7 +11,7 @@ import typer
 from runenv import __version__
 
 # Importing the command modules registers their commands on ``app``.
-from runenv.cli import env_commands, package_commands, run_commands  # noqa: F401
+from runenv.cli import env_commands, job_commands, package_commands, run_commands  # noqa: F401
 from runenv.cli.app import app
 from runenv.errors import EnvSetupError, RunenvError
 

@@ -1,0 +1,232 @@
+"""``runenv job ...`` (modelled on ``ray job``) and ``runenv serve``."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runenv.cli.app import app
+from runenv.cli.options import env_from_flags
+from runenv.cli.progress import stage_reporter
+from runenv.errors import RunenvError
+from runenv.jobs.client import JobClient
+from runenv.jobs.config import JobConfig, read_job_config
+from runenv.jobs.models import JobInfo, JobStatus
+from runenv.spec import RuntimeEnv
+
+job_app = typer.Typer(help="Submit, follow and stop jobs.", no_args_is_help=True)
+app.add_typer(job_app, name="job")
+
+EXIT_FOR = {JobStatus.SUCCEEDED: 0, JobStatus.FAILED: 1, JobStatus.STOPPED: 130}
+ADDRESS = typer.Option(None, "--address", help="A job server URL (default: RUNENV_ADDRESS).")
+SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL")
+
+
+@job_app.command(
+    "submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def submit(
+    entrypoint: list[str] = typer.Argument(None, help="The command to run, after --."),
+    address: str = ADDRESS,
+    working_dir: str = typer.Option(None, "--working-dir", help="Overrides the env's working_dir."),
+    runtime_env: Path = typer.Option(None, "--runtime-env", help="A runtime_env YAML/JSON file."),
+    runtime_env_json: str = typer.Option(None, "--runtime-env-json", help="A runtime_env as JSON."),
+    submission_id: str = typer.Option(None, "--submission-id", help="The job's id."),
+    metadata_json: str = typer.Option(None, "--metadata-json", help="Metadata as a JSON object."),
+    config: Path = typer.Option(None, "--config", help="An Anyscale-style job config YAML."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Return once the job is submitted."),
+) -> None:
+    """Submit ENTRYPOINT as a job; follow its logs until it ends (unless --no-wait)."""
+    job = read_job_config(config) if config is not None else JobConfig()
+    command = _entrypoint(entrypoint) or job.entrypoint
+    if not command:
+        raise RunenvError("no entrypoint", hint="runenv job submit [OPTIONS] -- python main.py")
+    env = _job_env(job, runtime_env, runtime_env_json, working_dir)
+    metadata = {**job.metadata, **_metadata(metadata_json)}
+    if job.name:
+        metadata.setdefault("name", job.name)
+    client = JobClient(address)
+    with stage_reporter() as on_stage:
+        job_id = client.submit_job(
+            command, env, submission_id, metadata, job.max_retries, job.timeout_s, on_stage
+        )
+    print(f"submitted {job_id}", file=sys.stderr)
+    if no_wait:
+        typer.echo(job_id)
+        print(f"follow it with: runenv job logs {job_id} --follow", file=sys.stderr)
+        return
+    sys.exit(_follow(client, job_id))
+
+
+@job_app.command("status")
+def status(submission_id: str, address: str = ADDRESS) -> None:
+    """The job's status and message."""
+    info = JobClient(address).get_job_info(submission_id)
+    typer.echo(f"{info.status.value}" + (f": {info.message}" if info.message else ""))
+
+
+@job_app.command("logs")
+def logs(
+    submission_id: str,
+    address: str = ADDRESS,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
+) -> None:
+    """The job's output (every attempt's)."""
+    client = JobClient(address)
+    if not follow:
+        typer.echo(client.get_job_logs(submission_id), nl=False)
+        return
+    for chunk in client.tail_job_logs(submission_id):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+
+@job_app.command("stop")
+def stop(
+    submission_id: str,
+    address: str = ADDRESS,
+    no_wait: bool = typer.Option(False, "--no-wait", help="Return without waiting for the end."),
+) -> None:
+    """Stop the job: SIGTERM to all its processes, SIGKILL after a grace period."""
+    client = JobClient(address)
+    if not client.stop_job(submission_id):
+        typer.echo(f"{submission_id} had already ended: {client.get_job_status(submission_id)}")
+        return
+    if no_wait:
+        typer.echo(f"stopping {submission_id}")
+        return
+    while not (state := client.get_job_status(submission_id)).is_terminal():
+        time.sleep(0.1)
+    typer.echo(f"{submission_id}: {state.value}")
+
+
+@job_app.command("list")
+def list_jobs(
+    address: str = ADDRESS,
+    status_filter: str = typer.Option(None, "--status", help="Only jobs with this status."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Every job, oldest first."""
+    wanted = _status(status_filter) if status_filter else None
+    jobs = JobClient(address).list_jobs(wanted)
+    if as_json:
+        typer.echo(json.dumps([_public(info) for info in jobs], indent=2))
+        return
+    table = Table("id", "status", "entrypoint", "started", "message", box=None)
+    for info in jobs:
+        started = (
+            time.strftime("%H:%M:%S", time.localtime(info.start_time)) if info.start_time else ""
+        )
+        table.add_row(
+            info.submission_id, info.status.value, info.entrypoint[:40], started, info.message[:50]
+        )
+    Console(highlight=False).print(table)
+
+
+@job_app.command("show")
+def show(submission_id: str, address: str = ADDRESS) -> None:
+    """The whole record: runtime_env, env key, timings, exit code, message."""
+    typer.echo(json.dumps(_public(JobClient(address).get_job_info(submission_id)), indent=2))
+
+
+@job_app.command("delete")
+def delete(submission_id: str, address: str = ADDRESS) -> None:
+    """Delete an ended job's record and logs."""
+    JobClient(address).delete_job(submission_id)
+    typer.echo(f"deleted {submission_id}")
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8265, "--port", help="Port to listen on."),
+    token_file: Path = typer.Option(None, "--token-file", help="File holding the API token."),
+) -> None:
+    """Run the job server (HTTP JSON API) over this machine's jobs."""
+    from runenv.jobs.server import read_token
+    from runenv.jobs.server import serve as run_server
+
+    print(f"runenv job server on http://{host}:{port}", file=sys.stderr)
+    run_server(host, port, read_token(token_file))
+
+
+def _follow(client: JobClient, job_id: str) -> int:
+    """Stream the logs until the job ends; the exit code its status means."""
+    try:
+        for chunk in client.tail_job_logs(job_id):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return _interrupted(client, job_id)
+    info = client.get_job_info(job_id)
+    print(f"job {job_id} {info.status.value.lower()}: {info.message}", file=sys.stderr)
+    return EXIT_FOR.get(info.status, 1)
+
+
+def _interrupted(client: JobClient, job_id: str) -> int:
+    if sys.stdin.isatty() and typer.confirm(f"\nstop job {job_id}?", default=False):
+        client.stop_job(job_id)
+        print(f"stopping {job_id}", file=sys.stderr)
+    else:
+        print(f"\n{job_id} goes on; follow it with: runenv job logs {job_id} -f", file=sys.stderr)
+    return 130
+
+
+def _clock(timestamp: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(timestamp)) if timestamp else ""
+
+
+def _entrypoint(tokens: list[str] | None) -> str | None:
+    if not tokens:
+        return None
+    return tokens[0] if len(tokens) == 1 else shlex.join(tokens)
+
+
+def _job_env(
+    job: JobConfig, runtime_env: Path | None, runtime_env_json: str | None, working_dir: str | None
+) -> RuntimeEnv:
+    flags = env_from_flags(runtime_env, runtime_env_json, None, [], [])
+    data: dict[str, Any] = {**job.runtime_env, **flags.to_dict()}
+    if working_dir is not None:
+        data["working_dir"] = working_dir
+    return RuntimeEnv.from_dict(data)
+
+
+def _metadata(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RunenvError(f"--metadata-json is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise RunenvError("--metadata-json: expected a JSON object of strings")
+    return {str(key): str(value) for key, value in data.items()}
+
+
+def _status(text: str) -> JobStatus:
+    try:
+        return JobStatus(text.upper())
+    except ValueError:
+        names = ", ".join(s.value for s in JobStatus)
+        raise RunenvError(f"unknown status {text!r}", hint=f"one of: {names}") from None
+
+
+def _public(info: JobInfo) -> dict[str, Any]:
+    """The record as shown to people: secret-looking env_vars values masked."""
+    data = info.to_dict()
+    env_vars = data.get("runtime_env", {}).get("env_vars")
+    if isinstance(env_vars, dict):
+        data["runtime_env"]["env_vars"] = {
+            name: "***" if any(word in name.upper() for word in SECRET_WORDS) else value
+            for name, value in env_vars.items()
+        }
+    return data
