@@ -32,8 +32,13 @@ def materialize(env: RuntimeEnv, on_stage: StageCallback | None = None) -> Conte
     """
     setup = new_setup(env, on_stage)
     portable = prepare(env, setup)
+    # Without an env of its own, the interpreter is runenv's: `python` in a shell command
+    # (a job's entrypoint) finds it first, with runenv importable.
     context = Context(
-        env_key=portable.key, python_executable=sys.executable, setup_log=setup.log.path
+        env_key=portable.key,
+        python_executable=sys.executable,
+        path=(os.path.dirname(sys.executable),),
+        setup_log=setup.log.path,
     )
     try:
         for step in STEPS:

@@ -151,11 +151,13 @@ def serve(
     token_file: Path = typer.Option(None, "--token-file", help="File holding the API token."),
 ) -> None:
     """Run the job server (HTTP JSON API) over this machine's jobs."""
-    from runenv.jobs.server import read_token
+    from runenv.jobs.server import check_bind, read_token
     from runenv.jobs.server import serve as run_server
 
+    token = read_token(token_file)
+    check_bind(host, token)
     print(f"runenv job server on http://{host}:{port}", file=sys.stderr)
-    run_server(host, port, read_token(token_file))
+    run_server(host, port, token)
 
 
 def _follow(client: JobClient, job_id: str) -> int:
