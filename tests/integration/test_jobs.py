@@ -123,10 +123,8 @@ def test_stop_ends_every_process_of_the_job(environ: dict[str, str]) -> None:
 def test_retries_keep_each_attempts_log(environ: dict[str, str], tmp_path: Path) -> None:
     marker = tmp_path / "first-attempt-done"
     config = tmp_path / "job.yaml"
-    config.write_text(
-        f"name: flaky\nmax_retries: 2\nentrypoint: >-\n"
-        f"  sh -c 'if [ -e {marker} ]; then echo second; else touch {marker}; echo first; exit 1; fi'\n"
-    )
+    script = f"if [ -e {marker} ]; then echo second; else touch {marker}; echo first; exit 1; fi"
+    config.write_text(f"name: flaky\nmax_retries: 2\nentrypoint: >-\n  sh -c '{script}'\n")
     result = runenv("job", "submit", "--config", str(config), environ=environ)
     assert result.returncode == 0, result.stderr
     assert "first" in result.stdout and "--- attempt 2 of 3 ---" in result.stdout
