@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve()
+# bench/packaging.py would shadow the `packaging` library Ray imports: keep bench/ off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.parent]
 
 
 def tree_rss_mib() -> float:
@@ -152,8 +154,8 @@ def main() -> None:
                 import ray  # noqa: F401
 
                 theirs = run_side("ray", args.tasks, home)
-            except ImportError:
-                print("ray is not installed: runenv's numbers only")
+            except ImportError as error:
+                print(f"ray cannot be imported ({error}): runenv's numbers only")
     print(f"{os.cpu_count()} cores; Python {sys.version.split()[0]}; {args.tasks} tasks per row")
     print("| what | runenv | Ray | ratio |")
     print("|---|---:|---:|---|")

@@ -30,10 +30,6 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Protocol, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
-import aiohttp
-import fsspec
-from fsspec.core import url_to_fs
-
 from runenv import uris
 from runenv.errors import StorageError
 
@@ -197,6 +193,8 @@ def _filesystem_for(uri: str, storage_options: dict[str, Any]) -> tuple[Any, str
     options = {**storage_options, "skip_instance_cache": True}
     try:
         if scheme == "file":
+            import fsspec  # here, not at the top: runenv starts faster without fsspec
+
             return fsspec.filesystem("file", **options), str(_file_uri_to_path(uri))
         if scheme == "s3":
             return _url_to_fs(uri, _s3_options(options))
@@ -208,6 +206,8 @@ def _filesystem_for(uri: str, storage_options: dict[str, Any]) -> tuple[Any, str
 
 
 def _url_to_fs(uri: str, options: dict[str, Any]) -> tuple[Any, str]:
+    from fsspec.core import url_to_fs
+
     fs, path = url_to_fs(uri, **options)
     return fs, str(path)
 
@@ -419,8 +419,8 @@ def _loaded_types(module: str, *names: str) -> tuple[type[BaseException], ...]:
 
 def _status(exc: BaseException) -> int | None:
     """The HTTP status behind an aiohttp, gcsfs or botocore error, if there is one."""
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return exc.status
+    if isinstance(exc, _loaded_types("aiohttp", "ClientResponseError")):
+        return int(getattr(exc, "status", 0)) or None
     code = getattr(exc, "code", None)  # gcsfs HttpError
     if isinstance(code, int):
         return code
@@ -459,8 +459,7 @@ def _is_transient(exc: BaseException) -> bool:
         ConnectionError,
         TimeoutError,
         asyncio.TimeoutError,
-        aiohttp.ClientConnectionError,
-        aiohttp.ClientPayloadError,
+        *_loaded_types("aiohttp", "ClientConnectionError", "ClientPayloadError"),
         *_loaded_types("botocore.exceptions", "ConnectionError", "HTTPClientError"),
         *_loaded_types("requests.exceptions", "ConnectionError", "Timeout"),
     )
