@@ -27,7 +27,7 @@ from runenv.spec import RuntimeEnv
 
 # A record whose supervisor has not reported its pid yet is only "lost" after this long.
 SPAWN_GRACE_SECONDS = 30.0
-FOLLOW_POLL_SECONDS = 0.1
+FOLLOW_POLL_SECONDS = 0.05
 
 
 class JobManager:

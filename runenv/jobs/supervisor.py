@@ -51,7 +51,7 @@ def spawn(submission_id: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "supervisor.log", "ab") as errors:
         subprocess.run(
-            [sys.executable, "-m", "runenv.jobs.supervisor", "--detach", submission_id],
+            [sys.executable, "-c", _DETACHED, submission_id],
             stdin=subprocess.DEVNULL,
             stdout=errors,
             stderr=errors,
@@ -192,13 +192,16 @@ def main(submission_id: str) -> None:
             raise
 
 
-def detach() -> None:
-    """Fork: the parent returns to whoever started it at once; the child goes on, reparented."""
-    if os.fork() > 0:
-        os._exit(0)
+# Fork first (the parent returns to whoever started it before any import), then run the
+# supervisor in the child, which is reparented: nobody's child, so never a zombie in a server.
+_DETACHED = (
+    "import os, sys\n"
+    "if os.fork() > 0:\n"
+    "    os._exit(0)\n"
+    "from runenv.jobs.supervisor import main\n"
+    "main(sys.argv[1])\n"
+)
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--detach":
-        detach()
-    main(sys.argv[-1])
+    main(sys.argv[1])
