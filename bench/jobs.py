@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -60,7 +61,7 @@ def burst(submit: list[str], wait_all: list[str] | None, env: dict[str, str], co
         )
     if wait_all is not None:
         for output in ids:
-            job_id = output.strip().splitlines()[-1].split()[-1]
+            job_id = re.findall(r"(?:raysubmit|runenv-job)[-_][A-Za-z0-9]+", output)[-1]
             subprocess.run([*wait_all, job_id], capture_output=True, env=env, check=True)
     return count / (time.perf_counter() - start)
 
@@ -90,7 +91,9 @@ def runenv_rows(project: Path, repeat: int, concurrent: int, home: Path) -> dict
 
 def ray_rows(ray: str, project: Path, repeat: int, concurrent: int) -> dict[str, float]:
     temp = tempfile.mkdtemp(prefix="ray-jobs-")
-    env = {**os.environ, "RAY_ADDRESS": "http://127.0.0.1:8266"}
+    # Ray 2.60's dashboard asks for a token once one exists in ~/.ray: use token auth throughout.
+    env = {**os.environ, "RAY_ADDRESS": "http://127.0.0.1:8266", "RAY_AUTH_MODE": "token"}
+    subprocess.run([ray, "get-auth-token", "--generate"], capture_output=True, env=env)
     subprocess.run(
         [
             ray,
