@@ -77,7 +77,15 @@ def lock_packages(packages: PythonPackages, setup: Setup) -> PythonPackages:
 def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) -> None:
     environment = uv.env()
     python = venv / "bin" / "python"
-    setup.run(uv.venv_command(venv, uv.interpreter_for(lock)), "creating the venv", environment)
+    interpreter = uv.interpreter_for(lock)
+    if not uv.python_available(interpreter):
+        raise EnvSetupError(
+            f"the env was locked for Python {lock.python}, and this node has no Python "
+            f"{interpreter}",
+            hint=f"install Python {interpreter} here, or prepare the env with this node's Python",
+            step="creating the venv",
+        )
+    setup.run(uv.venv_command(venv, interpreter), "creating the venv", environment)
     if packages.version:
         command = uv.pip_seed_command(python, packages.version, packages.install_options)
         setup.run(command, "installing pip", environment)

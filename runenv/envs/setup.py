@@ -80,7 +80,7 @@ class Setup:
         if code != 0:
             raise EnvSetupError(
                 f"{step} failed (exit code {code}):\n{self.log.tail(since=start)}",
-                hint=f"the full setup log is {self.log.path}",
+                hint="the setup log (below) has the command's whole output",
                 step=step,
                 log_path=str(self.log.path),
             )

@@ -58,6 +58,17 @@ def interpreter_for(lock: Lock) -> str:
     return ".".join(lock.python.split(".")[:2])
 
 
+def python_available(interpreter: str) -> bool:
+    """Whether uv finds this interpreter (a path or a version) on this node."""
+    found = subprocess.run(
+        [find_uv_bin(), "python", "find", interpreter],
+        capture_output=True,
+        env=env(),
+        check=False,
+    )
+    return found.returncode == 0
+
+
 def venv_command(directory: Path, interpreter: str) -> list[str]:
     return [
         find_uv_bin(),

@@ -333,3 +333,17 @@ def test_gc_never_removes_an_entry_in_use(wheelhouse: Path) -> None:
     assert output_of(context, "import runenv_demo_a") == ""
     release(context)
     assert {entry.kind for entry in ResourceCache().gc(0).removed} == {"lock", "python"}
+
+
+def test_lock_for_a_python_this_node_lacks(wheelhouse: Path, home: Path) -> None:
+    lock = {"python": "3.99.1", "requirements": ["runenv-demo-a==1.0"]}
+    env = RuntimeEnv(
+        pip={
+            "packages": ["runenv-demo-a"],
+            "lock": lock,
+            "pip_install_options": offline(wheelhouse),
+        }
+    )
+    with pytest.raises(EnvSetupError, match="locked for Python 3.99.1, and this node has no"):
+        materialize(env)
+    assert leftovers(home) == []
