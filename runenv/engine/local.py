@@ -25,7 +25,7 @@ from runenv.cache import ResourceCache
 from runenv.context import Context
 from runenv.core.refs import ActorHandle, ObjectRef
 from runenv.core.runtime import CallOptions, FunctionSpec
-from runenv.core.serialization import Blob, RemoteFailure
+from runenv.core.serialization import Blob, RemoteFailure, to_blob
 from runenv.core.worker import pack_arguments
 from runenv.engine.workers import (
     WorkerProcess,
@@ -96,6 +96,7 @@ class _Actor:
     queue: deque[_Task] = field(default_factory=deque)
     worker: WorkerProcess | None = None
     dead: str | None = None  # why it died
+    cpus_held: bool = False  # its num_cpus, taken while its worker lives (Ray's semantics)
     in_flight: dict[str, _Task] = field(default_factory=dict)
 
 
@@ -129,8 +130,9 @@ class LocalRuntime:
         self._cache = ResourceCache()
         self._bootstrap, self._bootstrap_lease = bootstrap_directory(self._cache)
         self._setups = ThreadPoolExecutor(4, thread_name_prefix="runenv-setup")
-        self._scheduler = threading.Thread(target=self._schedule_loop, name="runenv-scheduler",
-                                           daemon=True)  # fmt: skip
+        self._scheduler = threading.Thread(
+            target=self._schedule_loop, name="runenv-scheduler", daemon=True
+        )
         self._scheduler.start()
         atexit.register(self.shutdown)
         if not self.job_env.is_empty() and self.job_env.config.eager_install:
@@ -187,8 +189,6 @@ class LocalRuntime:
                 self._changed.wait(_remaining(deadline))
 
     def put(self, value: Any) -> str:
-        from runenv.core.serialization import to_blob
-
         return self._put_blob(to_blob(value))
 
     def get_actor(self, name: str) -> ActorHandle:
@@ -209,8 +209,12 @@ class LocalRuntime:
             worker.process.wait()  # gone when kill() returns
 
     def runtime_context(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "task_id": None, "actor_id": None,
-                "runtime_env": self.job_env.to_dict()}  # fmt: skip
+        return {
+            "job_id": self.job_id,
+            "task_id": None,
+            "actor_id": None,
+            "runtime_env": self.job_env.to_dict(),
+        }
 
     def shutdown(self) -> None:
         with self._changed:
@@ -282,8 +286,16 @@ class LocalRuntime:
                 max_concurrency=options.max_concurrency or 1,
                 num_cpus=0.0 if options.num_cpus is None else float(options.num_cpus),
             )
-            create = _Task(uuid.uuid4().hex, "actor_create", f"actor {cls.name}", state, args,
-                           kwargs, function=cls, actor_id=actor_id)  # fmt: skip
+            create = _Task(
+                uuid.uuid4().hex,
+                "actor_create",
+                f"actor {cls.name}",
+                state,
+                args,
+                kwargs,
+                function=cls,
+                actor_id=actor_id,
+            )
             self._objects[create.id] = _Object(where=create.where)
             actor.queue.append(create)
             self._actors[actor_id] = actor
@@ -300,8 +312,16 @@ class LocalRuntime:
             if actor is None:
                 raise ValueError(f"unknown actor {actor_id}")
             class_name = actor.handle._class_name
-            task = _Task(uuid.uuid4().hex, "actor_task", f"actor {class_name}.{method}",
-                         actor.env, args, kwargs, method=method, actor_id=actor_id)  # fmt: skip
+            task = _Task(
+                uuid.uuid4().hex,
+                "actor_task",
+                f"actor {class_name}.{method}",
+                actor.env,
+                args,
+                kwargs,
+                method=method,
+                actor_id=actor_id,
+            )
             self._objects[task.id] = _Object(where=task.where)
             if actor.dead is not None:
                 self._fail(task.id, ActorDiedError(f"{task.where}: the actor died: {actor.dead}"))
@@ -426,6 +446,10 @@ class LocalRuntime:
                     self._actor_died(actor, str(_setup_error(task, actor.env.error)))
                     break
                 if actor.worker is None:
+                    if actor.num_cpus > self.free_cpus + 1e-9:
+                        break  # waits for CPUs like a task would
+                    self.free_cpus -= actor.num_cpus
+                    actor.cpus_held = True
                     try:
                         actor.worker = self._start_worker(actor.env, actor)
                     except Exception as error:
@@ -466,12 +490,16 @@ class LocalRuntime:
     def _start_worker(self, env: _EnvState, actor: _Actor | None) -> WorkerProcess:
         assert env.context is not None
         worker_id = f"worker-{uuid.uuid4().hex[:8]}"
-        worker = start_worker(worker_id, env.context, self._bootstrap, self._on_message,
-                              self._on_exit)  # fmt: skip
-        identity = {"job_id": self.job_id, "worker_id": worker_id,
-                    "actor_id": actor.id if actor else None,
-                    "runtime_env": env.env.to_dict(),
-                    "max_concurrency": actor.max_concurrency if actor else 1}  # fmt: skip
+        worker = start_worker(
+            worker_id, env.context, self._bootstrap, self._on_message, self._on_exit
+        )
+        identity = {
+            "job_id": self.job_id,
+            "worker_id": worker_id,
+            "actor_id": actor.id if actor else None,
+            "runtime_env": env.env.to_dict(),
+            "max_concurrency": actor.max_concurrency if actor else 1,
+        }
         worker.send(("init", identity))
         worker.actor_id = actor.id if actor else None
         self._workers[worker_id] = worker
@@ -603,16 +631,22 @@ class LocalRuntime:
             task.retries_left -= 1
             self._pending.appendleft(task)
             return
-        self._fail(task.id, WorkerCrashedError(
-            f"{task.where}: the worker running it died (exit code {code})",
-            hint="set max_retries to retry it; look for os._exit, signals, native crashes",
-        ))  # fmt: skip
+        self._fail(
+            task.id,
+            WorkerCrashedError(
+                f"{task.where}: the worker running it died (exit code {code})",
+                hint="set max_retries to retry it; look for os._exit, signals, native crashes",
+            ),
+        )
 
     def _actor_died(self, actor: _Actor, reason: str) -> None:
         with self._changed:
             if actor.dead is not None:
                 return
             actor.dead = reason
+            if actor.cpus_held:
+                self.free_cpus += actor.num_cpus
+                actor.cpus_held = False
             if actor.name is not None:
                 self._named.pop(actor.name, None)
             for task in [*actor.in_flight.values(), *actor.queue]:
@@ -626,9 +660,13 @@ class LocalRuntime:
     # --- requests from workers (nested work) ---------------------------------------------
 
     def _answer(
-        self, worker: WorkerProcess, request_id: int, operation: str, caller: dict[str, Any],
+        self,
+        worker: WorkerProcess,
+        request_id: int,
+        operation: str,
+        caller: dict[str, Any],
         payload: tuple[Any, ...],
-    ) -> None:  # fmt: skip
+    ) -> None:
         try:
             result = self._handle(worker, operation, caller, payload)
             reply: tuple[Any, ...] = ("reply", request_id, True, result)

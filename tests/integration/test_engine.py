@@ -449,3 +449,14 @@ def test_isolated_worker_sees_its_env_and_the_worker_api_only(wheels: Path) -> N
         "has_spec_module": False,
         "nested": 42,
     }
+
+
+def test_an_actor_holds_its_num_cpus_while_it_lives() -> None:
+    runenv.init(num_cpus=2)
+    whole_machine = Counter.options(num_cpus=2).remote()
+    assert runenv.get(whole_machine.incr.remote()) == 1
+    waiting = add.remote(1, 2)
+    ready, _ = runenv.wait([waiting], timeout=1.0)
+    assert ready == []  # no CPU left for the task
+    runenv.kill(whole_machine)
+    assert runenv.get(waiting, timeout=30) == 3

@@ -344,6 +344,6 @@ def test_lock_for_a_python_this_node_lacks(wheelhouse: Path, home: Path) -> None
             "pip_install_options": offline(wheelhouse),
         }
     )
-    with pytest.raises(EnvSetupError, match="locked for Python 3.99.1, and this node has no"):
+    with pytest.raises(EnvSetupError, match=r"locked for Python 3\.99\.1, and this node has no"):
         materialize(env)
     assert leftovers(home) == []
