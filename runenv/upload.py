@@ -7,17 +7,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runenv import settings, uris
-from runenv.packaging import Package, package_directory, package_file, upload_file_as_is
 from runenv.spec import RuntimeEnv
-from runenv.storage import PackageStore, Store
 
-PackagedCallback = Callable[[str, Package], None]
+# Packaging and storage load only for envs with local code: most materializations have none.
+if TYPE_CHECKING:
+    from runenv.packaging import Package
+    from runenv.storage import PackageStore, Store
+
+PackagedCallback = Callable[[str, "Package"], None]
 
 
 def store_for(env: RuntimeEnv) -> Store:
     """The env's ``upload_path``, or the node-local store under ``RUNENV_HOME``."""
+    from runenv.storage import Store
+
     return Store(env.upload_path or settings.default_store_uri())
 
 
@@ -52,6 +58,8 @@ def _has_local_code(env: RuntimeEnv) -> bool:
 
 
 def _package_working_dir(path: Path, env: RuntimeEnv, store: PackageStore) -> Package:
+    from runenv.packaging import package_directory, upload_file_as_is
+
     if path.is_file():  # a local .zip, used as it is
         return upload_file_as_is(path, store)
     return package_directory(path, store, excludes=env.excludes)
@@ -60,6 +68,8 @@ def _package_working_dir(path: Path, env: RuntimeEnv, store: PackageStore) -> Pa
 def _portable_module(
     module: str, env: RuntimeEnv, store: PackageStore, on_packaged: PackagedCallback | None
 ) -> str:
+    from runenv.packaging import package_directory, package_file, upload_file_as_is
+
     if uris.scheme_of(module):
         return module
     path = Path(module)

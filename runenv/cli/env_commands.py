@@ -6,19 +6,19 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from runenv.cache import EntryInfo, ResourceCache
 from runenv.cli.app import env_app
 from runenv.cli.progress import stage_reporter
-from runenv.context import Context
 from runenv.errors import RunenvError
-from runenv.materialize import materialize
-from runenv.packaging.limits import human_bytes
 from runenv.spec import RuntimeEnv, json_schema
+from runenv.units import human_bytes, parse_size
+
+if TYPE_CHECKING:
+    from runenv.cache import EntryInfo, ResourceCache
+    from runenv.context import Context
 
 
 @env_app.command("schema")
@@ -58,10 +58,13 @@ def path(file: Path = typer.Argument(..., help="A runtime_env JSON or YAML file.
 @env_app.command("list")
 def list_entries(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """The entries of this node's env cache: kind, key, size, last use, whether in use."""
-    entries = ResourceCache().entries()
+    entries = _cache().entries()
     if as_json:
         typer.echo(json.dumps([_entry_record(entry) for entry in entries], indent=2))
         return
+    from rich.console import Console  # on use: the run path doesn't need rich
+    from rich.table import Table
+
     table = Table("kind", "key", "size", "last used", "in use", "what", box=None)
     for entry in entries:
         table.add_row(
@@ -78,7 +81,7 @@ def list_entries(as_json: bool = typer.Option(False, "--json", help="Print JSON.
 @env_app.command("show")
 def show(key: str = typer.Argument(..., help="A cache key, or its first characters.")) -> None:
     """Everything known about one cache entry."""
-    matches = [entry for entry in ResourceCache().entries() if entry.key.startswith(key)]
+    matches = [entry for entry in _cache().entries() if entry.key.startswith(key)]
     if len(matches) != 1:
         found = "no entry" if not matches else f"{len(matches)} entries"
         raise RunenvError(f"{found} with a key starting {key!r}", hint="see `runenv env list`")
@@ -90,7 +93,7 @@ def gc(
     max_size: str = typer.Option("0", "--max-size", help="Keep at most this much (10G, 500M)."),
 ) -> None:
     """Remove unused cache entries, least recently used first, down to --max-size."""
-    report = ResourceCache().gc(parse_size(max_size))
+    report = _cache().gc(parse_size(max_size))
     for entry in report.removed:
         typer.echo(f"removed {entry.kind} {entry.key[:12]} ({human_bytes(entry.size)})")
     for entry in report.kept_in_use:
@@ -98,21 +101,15 @@ def gc(
     typer.echo(f"freed {human_bytes(report.bytes_freed)}")
 
 
-def parse_size(text: str) -> int:
-    """``10G``, ``500M``, ``2048K`` or a number of bytes."""
-    units = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
-    number, unit = (cleaned[:-1], cleaned[-1]) if cleaned[-1:].isalpha() else (cleaned, "")
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1
-    if unit not in units or value < 0:
-        raise RunenvError(f"not a size: {text!r}", hint="write e.g. 10G, 500M or 0")
-    return int(value * units[unit])
+def _cache() -> ResourceCache:
+    from runenv.cache import ResourceCache
+
+    return ResourceCache()
 
 
 def _materialized(file: Path, quiet: bool) -> Context:
+    from runenv.materialize import materialize
+
     env = RuntimeEnv.from_file(file)
     with stage_reporter(quiet) as on_stage:
         return materialize(env, on_stage)

@@ -7,20 +7,20 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from runenv.cli.app import app
 from runenv.cli.options import env_from_flags
 from runenv.cli.progress import stage_reporter
 from runenv.errors import RunenvError
-from runenv.jobs.client import JobClient
 from runenv.jobs.config import JobConfig, read_job_config
 from runenv.jobs.models import JobInfo, JobStatus
 from runenv.spec import RuntimeEnv
+
+if TYPE_CHECKING:
+    from runenv.jobs.client import JobClient
 
 job_app = typer.Typer(help="Submit, follow and stop jobs.", no_args_is_help=True)
 app.add_typer(job_app, name="job")
@@ -53,7 +53,7 @@ def submit(
     metadata = {**job.metadata, **_metadata(metadata_json)}
     if job.name:
         metadata.setdefault("name", job.name)
-    client = JobClient(address)
+    client = _client(address)
     with stage_reporter() as on_stage:
         job_id = client.submit_job(
             command, env, submission_id, metadata, job.max_retries, job.timeout_s, on_stage
@@ -69,7 +69,7 @@ def submit(
 @job_app.command("status")
 def status(submission_id: str, address: str = ADDRESS) -> None:
     """The job's status and message."""
-    info = JobClient(address).get_job_info(submission_id)
+    info = _client(address).get_job_info(submission_id)
     typer.echo(f"{info.status.value}" + (f": {info.message}" if info.message else ""))
 
 
@@ -80,7 +80,7 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
 ) -> None:
     """The job's output (every attempt's)."""
-    client = JobClient(address)
+    client = _client(address)
     if not follow:
         typer.echo(client.get_job_logs(submission_id), nl=False)
         return
@@ -96,7 +96,7 @@ def stop(
     no_wait: bool = typer.Option(False, "--no-wait", help="Return without waiting for the end."),
 ) -> None:
     """Stop the job: SIGTERM to all its processes, SIGKILL after a grace period."""
-    client = JobClient(address)
+    client = _client(address)
     if not client.stop_job(submission_id):
         typer.echo(f"{submission_id} had already ended: {client.get_job_status(submission_id)}")
         return
@@ -116,10 +116,13 @@ def list_jobs(
 ) -> None:
     """Every job, oldest first."""
     wanted = _status(status_filter) if status_filter else None
-    jobs = JobClient(address).list_jobs(wanted)
+    jobs = _client(address).list_jobs(wanted)
     if as_json:
         typer.echo(json.dumps([_public(info) for info in jobs], indent=2))
         return
+    from rich.console import Console  # on use: the run path doesn't need rich
+    from rich.table import Table
+
     table = Table("id", "status", "entrypoint", "started", "message", box=None)
     for info in jobs:
         started = (
@@ -134,13 +137,13 @@ def list_jobs(
 @job_app.command("show")
 def show(submission_id: str, address: str = ADDRESS) -> None:
     """The whole record: runtime_env, env key, timings, exit code, message."""
-    typer.echo(json.dumps(_public(JobClient(address).get_job_info(submission_id)), indent=2))
+    typer.echo(json.dumps(_public(_client(address).get_job_info(submission_id)), indent=2))
 
 
 @job_app.command("delete")
 def delete(submission_id: str, address: str = ADDRESS) -> None:
     """Delete an ended job's record and logs."""
-    JobClient(address).delete_job(submission_id)
+    _client(address).delete_job(submission_id)
     typer.echo(f"deleted {submission_id}")
 
 
@@ -158,6 +161,12 @@ def serve(
     check_bind(host, token)
     print(f"runenv job server on http://{host}:{port}", file=sys.stderr)
     run_server(host, port, token)
+
+
+def _client(address: str | None) -> JobClient:
+    from runenv.jobs.client import JobClient  # here: httpx and the job manager load on use
+
+    return JobClient(address)
 
 
 def _follow(client: JobClient, job_id: str) -> int:

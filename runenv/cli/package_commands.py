@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from runenv import settings
 from runenv.cli.app import app
-from runenv.packaging import Package, package_directory
-from runenv.packaging.limits import human_bytes
 from runenv.spec import RuntimeEnv
-from runenv.storage import Store
+from runenv.units import human_bytes
+
+if TYPE_CHECKING:
+    from runenv.packaging import Package
 
 
 @app.command("package")
@@ -33,6 +34,9 @@ def package(
     list_files: bool = typer.Option(False, "--list", help="Print the included paths."),
 ) -> None:
     """Package DIR as a content-addressed archive and print its URI."""
+    from runenv.packaging import package_directory
+    from runenv.storage import Store
+
     # Validate the same way a runtime_env would, so errors read the same.
     env = RuntimeEnv(working_dir=str(directory), excludes=exclude, upload_path=upload_path)
     store = Store(env.upload_path or settings.default_store_uri())

@@ -6,10 +6,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-from runenv.envs.setup import StageCallback
+if TYPE_CHECKING:
+    from runenv.envs.setup import StageCallback
 
 _VERBS = {
     "package": "packaging",
@@ -24,11 +24,13 @@ _VERBS = {
 @contextmanager
 def stage_reporter(quiet: bool = False) -> Iterator[StageCallback]:
     """A callback for materialize's stages, shown while the block runs."""
-    console = Console(stderr=True, highlight=False)
-    started = time.monotonic()
     if quiet:
         yield lambda stage, detail: None
         return
+    from rich.console import Console  # on use: `-q` and scripts don't need it
+
+    console = Console(stderr=True, highlight=False)
+    started = time.monotonic()
     if not console.is_terminal:
 
         def plain(stage: str, detail: str) -> None:

@@ -12,9 +12,7 @@ import typer
 from runenv.cli.app import app
 from runenv.cli.options import env_from_flags
 from runenv.cli.progress import stage_reporter
-from runenv.context import start_process
 from runenv.errors import RunenvError
-from runenv.materialize import materialize
 
 _FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
@@ -35,6 +33,9 @@ def run(
     """Set up the runtime env, then run COMMAND in it; its exit code is passed through."""
     if not command:
         raise RunenvError("no command to run", hint="runenv run [OPTIONS] -- python main.py")
+    from runenv.context import start_process  # here: `runenv --help` needn't load them
+    from runenv.materialize import materialize
+
     env = env_from_flags(runtime_env, runtime_env_json, working_dir, pip, env_var)
     with stage_reporter(quiet) as on_stage:
         context = materialize(env, on_stage)

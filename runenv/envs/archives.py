@@ -10,8 +10,6 @@ from urllib.parse import unquote, urlsplit
 from runenv import uris
 from runenv.envs.setup import Setup
 from runenv.errors import EnvSetupError, RunenvError
-from runenv.packaging import unpack
-from runenv.storage import download
 
 
 def fetch(uri: str, staging: Path, setup: Setup, step: str) -> Path:
@@ -19,6 +17,8 @@ def fetch(uri: str, staging: Path, setup: Setup, step: str) -> Path:
     into ``staging`` (keeping the file name, which wheels need)."""
     if uris.scheme_of(uri) == "file":
         return Path(unquote(urlsplit(uri).path))
+    from runenv.storage import download  # on use: an env without code never loads storage
+
     setup.report("download", uri)
     target = staging / (Path(urlsplit(uri).path).name or "archive")
     with _as_setup_error(step, setup):
@@ -28,6 +28,8 @@ def fetch(uri: str, staging: Path, setup: Setup, step: str) -> Path:
 
 
 def fetch_and_unpack(uri: str, destination: Path, setup: Setup, step: str, *, lift: bool) -> None:
+    from runenv.packaging import unpack
+
     archive = fetch(uri, destination.parent, setup, step)
     setup.report("unpack", uri)
     with _as_setup_error(step, setup):

@@ -7,6 +7,7 @@ from collections import Counter
 
 from runenv.errors import PackagingError
 from runenv.packaging.walk import LARGEST_SHOWN, Tree
+from runenv.units import human_bytes
 
 
 def check_size(tree: Tree, limit: int) -> None:
@@ -40,11 +41,3 @@ def _directory_sizes(tree: Tree) -> Counter[str]:
         for depth in range(1, len(parts) + 1):
             sizes["/".join(parts[:depth]) + "/"] += entry.size
     return sizes
-
-
-def human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(count) < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"
