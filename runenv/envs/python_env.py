@@ -87,8 +87,8 @@ def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) 
         )
     setup.run(uv.venv_command(venv, interpreter), "creating the venv", environment)
     if packages.version:
-        command = uv.pip_seed_command(python, packages.version, packages.install_options)
-        setup.run(command, "installing pip", environment)
+        command = uv.seed_command(python, packages.tool, packages.version, packages.install_options)
+        setup.run(command, f"installing {packages.tool}", environment)
     if lock.requirements:
         requirements = venv.parent / "requirements.lock"
         requirements.write_text("\n".join(lock.requirements) + "\n")

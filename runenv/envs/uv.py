@@ -109,8 +109,10 @@ def install_wheel_command(wheel: Path, target: Path) -> list[str]:
     ]
 
 
-def pip_seed_command(python: Path, version: str, options: Sequence[str]) -> list[str]:
-    requirement = f"pip{version}" if version[:1] in "=<>!~" else f"pip=={version}"
+def seed_command(python: Path, tool: str, version: str, options: Sequence[str]) -> list[str]:
+    """Install ``tool`` (pip, or uv itself) at ``version`` into the env: ``pip_version`` /
+    ``uv_version``, as Ray's fields put that installer in the env."""
+    requirement = f"{tool}{version}" if version[:1] in "=<>!~" else f"{tool}=={version}"
     return [find_uv_bin(), "pip", "install", "--python", str(python), requirement, *options]
 
 

@@ -347,3 +347,17 @@ def test_lock_for_a_python_this_node_lacks(wheelhouse: Path, home: Path) -> None
     with pytest.raises(EnvSetupError, match=r"locked for Python 3\.99\.1, and this node has no"):
         materialize(env)
     assert leftovers(home) == []
+
+
+def test_uv_version_is_seeded(wheelhouse: Path) -> None:
+    build_wheel(wheelhouse, "uv", "0.4.0")  # a stand-in uv: the seeding is what is tested
+    env = RuntimeEnv(
+        uv={
+            "packages": ["runenv-demo-a"],
+            "uv_version": "==0.4.0",
+            "uv_pip_install_options": offline(wheelhouse),
+        }
+    )
+    context = materialize(env)
+    assert output_of(context, "import uv; print(uv.VERSION)") == "0.4.0"
+    assert run_in(context, "import pip").returncode == 1  # no pip was seeded instead
