@@ -8,6 +8,7 @@ same digest exactly when they would unpack to the same files.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -16,12 +17,13 @@ import tarfile
 import uuid
 import zipfile
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from runenv.errors import PackagingError, UnsafeArchiveError
+from runenv.errors import PackagingError, RunenvError, UnsafeArchiveError
 from runenv.packaging.hashes import CHUNK_BYTES
 from runenv.packaging.walk import FileEntry, Tree
 
@@ -189,15 +191,34 @@ def unpack(archive: Path, destination: Path, *, lift_single_directory: bool = Fa
 
 
 def _extract(archive: Path, staging: Path) -> None:
-    if zipfile.is_zipfile(archive):
-        _extract_zip(archive, staging)
-    elif tarfile.is_tarfile(archive):
-        _extract_tar(archive, staging)
-    else:
+    root = str(staging.resolve())
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as source:
+                _write_members(_zip_members(source), root)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as source:
+                _write_members(_tar_members(source), root)
+        else:
+            raise PackagingError(
+                f"{archive} is not a zip or tar archive",
+                hint="code archives must be .zip, .tar.gz or .tgz files",
+            )
+    except RunenvError:
+        raise
+    # Corrupt data, encryption, an unknown compression, two entries claiming one name...
+    except (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        zlib.error,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+        OSError,
+    ) as error:
         raise PackagingError(
-            f"{archive} is not a zip or tar archive",
-            hint="code archives must be .zip, .tar.gz or .tgz files",
-        )
+            f"cannot unpack {archive}: {error}", hint="check the archive, or upload it again"
+        ) from None
 
 
 def _lifted(staging: Path) -> Path:
@@ -207,81 +228,97 @@ def _lifted(staging: Path) -> Path:
     return staging
 
 
-def _extract_zip(archive: Path, staging: Path) -> None:
-    root = str(staging.resolve())
-    try:
-        with zipfile.ZipFile(archive) as source:
-            for info in source.infolist():
-                _extract_zip_member(source, info, root)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise PackagingError(
-            f"{archive} is corrupt: {error}", hint="upload the archive again"
-        ) from None
+@dataclass(frozen=True)
+class _Member:
+    """An archive entry, whatever the archive format."""
+
+    name: str
+    kind: str  # "dir", "file", "symlink" or "hardlink"
+    link: str = ""  # a symlink's text, or the entry a hard link points to
+    executable: bool = False
+    content: Callable[[], IO[bytes]] | None = None
 
 
-def _extract_zip_member(source: zipfile.ZipFile, info: zipfile.ZipInfo, root: str) -> None:
-    name = info.filename.replace("\\", "/")
-    target = _safe_target(root, info.filename)
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        link = source.read(info).decode("utf-8", errors="replace")
-        _check_link(root, name, link)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.symlink(link, target)
-        return
-    if name.endswith("/"):
-        os.makedirs(target, exist_ok=True)
-        return
+def _zip_members(source: zipfile.ZipFile) -> list[_Member]:
+    members = []
+    for info in source.infolist():
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            link = source.read(info).decode("utf-8", errors="replace")
+            members.append(_Member(info.filename, "symlink", link))
+        elif info.filename.endswith(("/", "\\")):
+            members.append(_Member(info.filename, "dir"))
+        else:
+            opener = functools.partial(source.open, info)
+            members.append(_Member(info.filename, "file", "", bool(mode & stat.S_IXUSR), opener))
+    return members
+
+
+def _tar_members(source: tarfile.TarFile) -> list[_Member]:
+    members = []
+    for info in source.getmembers():
+        if info.isdir():
+            members.append(_Member(info.name, "dir"))
+        elif info.issym():
+            members.append(_Member(info.name, "symlink", info.linkname))
+        elif info.islnk():
+            members.append(_Member(info.name, "hardlink", info.linkname))
+        elif info.isfile():
+            opener = functools.partial(_tar_stream, source, info)
+            members.append(_Member(info.name, "file", "", bool(info.mode & stat.S_IXUSR), opener))
+        else:
+            raise UnsafeArchiveError(
+                f"archive entry {info.name!r} is a device or special file",
+                hint="code archives may hold only files, directories and links",
+            )
+    return members
+
+
+def _write_members(members: list[_Member], root: str) -> None:
+    """Directories and files first, while no link exists that a path could pass through; links
+    last, each checked against what is on disk, so no chain of links can lead outside."""
+    for member in members:  # every name checked before anything is written
+        _safe_target(root, member.name)
+        if member.kind == "symlink":
+            _check_link(root, member.name, member.link)
+        elif member.kind == "hardlink":
+            _safe_target(root, member.link)
+    for member in members:
+        target = _safe_target(root, member.name)
+        if member.kind == "dir":
+            os.makedirs(target, exist_ok=True)
+        elif member.kind == "file":
+            _write_file_member(member, target)
+    for member in members:
+        if member.kind in ("symlink", "hardlink"):
+            _write_link_member(member, root)
+
+
+def _write_file_member(member: _Member, target: str) -> None:
+    assert member.content is not None
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    _check_inside(root, name, os.path.realpath(os.path.dirname(target)))
-    with source.open(info) as member, open(target, "wb") as sink:
-        shutil.copyfileobj(member, sink, CHUNK_BYTES)
-    os.chmod(target, 0o755 if mode & stat.S_IXUSR else 0o644)
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with member.content() as data, open(descriptor, "wb") as sink:
+        shutil.copyfileobj(data, sink, CHUNK_BYTES)
+    os.chmod(target, 0o755 if member.executable else 0o644)
 
 
-def _extract_tar(archive: Path, staging: Path) -> None:
-    root = str(staging.resolve())
-    try:
-        with tarfile.open(archive) as source:
-            members = source.getmembers()
-            for member in members:
-                _check_tar_member(root, member)
-            for member in members:
-                _extract_tar_member(source, member, root)
-    except (tarfile.TarError, zlib.error, EOFError) as error:
-        raise PackagingError(
-            f"{archive} is corrupt: {error}", hint="upload the archive again"
-        ) from None
-
-
-def _check_tar_member(root: str, member: tarfile.TarInfo) -> None:
-    _safe_target(root, member.name)
-    if member.issym():
-        _check_link(root, member.name, member.linkname)
-    elif member.islnk():
-        _safe_target(root, member.linkname)
-    elif not (member.isfile() or member.isdir()):
-        raise UnsafeArchiveError(
-            f"archive entry {member.name!r} is a device or special file",
-            hint="code archives may hold only files, directories and links",
-        )
-
-
-def _extract_tar_member(source: tarfile.TarFile, member: tarfile.TarInfo, root: str) -> None:
+def _write_link_member(member: _Member, root: str) -> None:
     target = _safe_target(root, member.name)
-    if member.isdir():
-        os.makedirs(target, exist_ok=True)
+    parent = os.path.dirname(target)
+    if os.path.realpath(parent) != parent:  # the entry's own path goes through a link
+        raise _outside(member.name)
+    os.makedirs(parent, exist_ok=True)
+    if member.kind == "symlink":
+        resolved = os.path.realpath(os.path.join(parent, member.link))
+        if not _is_inside(root, resolved):
+            raise _link_outside(member.name, member.link)
+        os.symlink(member.link, target)
         return
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    _check_inside(root, member.name, os.path.realpath(os.path.dirname(target)))
-    if member.issym():
-        os.symlink(member.linkname, target)
-    elif member.islnk():
-        os.link(_safe_target(root, member.linkname), target)
-    else:
-        with _tar_stream(source, member) as data, open(target, "wb") as sink:
-            shutil.copyfileobj(data, sink, CHUNK_BYTES)
-        os.chmod(target, 0o755 if member.mode & stat.S_IXUSR else 0o644)
+    source = _safe_target(root, member.link)
+    if os.path.realpath(source) != source or not os.path.isfile(source):
+        raise _link_outside(member.name, member.link)
+    os.link(source, target)
 
 
 def _tar_stream(source: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
@@ -295,34 +332,32 @@ def _safe_target(root: str, name: str) -> str:
     """The path an entry unpacks to, refusing absolute paths and ``..``."""
     parts = name.replace("\\", "/").split("/")
     if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
-        raise UnsafeArchiveError(
-            f"archive entry {name!r} points outside the directory it is unpacked into",
-            hint="the archive may be malicious; it was not unpacked",
-        )
+        raise _outside(name)
     target = os.path.normpath(os.path.join(root, *[part for part in parts if part]))
-    _check_inside(root, name, target)
+    if not _is_inside(root, target):
+        raise _outside(name)
     return target
 
 
 def _check_link(root: str, name: str, link: str) -> None:
-    if os.path.isabs(link):
-        resolved = os.path.normpath(link)
-    else:
-        resolved = os.path.normpath(os.path.join(root, os.path.dirname(name), link))
+    directory = os.path.dirname(os.path.join(root, name.replace("\\", "/")))
+    resolved = os.path.normpath(link if os.path.isabs(link) else os.path.join(directory, link))
     if not _is_inside(root, resolved):
-        raise UnsafeArchiveError(
-            f"archive entry {name!r} is a link to {link!r}, outside the directory it is "
-            "unpacked into",
-            hint="the archive may be malicious; it was not unpacked",
-        )
+        raise _link_outside(name, link)
 
 
-def _check_inside(root: str, name: str, path: str) -> None:
-    if not _is_inside(root, path):
-        raise UnsafeArchiveError(
-            f"archive entry {name!r} points outside the directory it is unpacked into",
-            hint="the archive may be malicious; it was not unpacked",
-        )
+def _outside(name: str) -> UnsafeArchiveError:
+    return UnsafeArchiveError(
+        f"archive entry {name!r} points outside the directory it is unpacked into",
+        hint="the archive may be malicious; it was not unpacked",
+    )
+
+
+def _link_outside(name: str, link: str) -> UnsafeArchiveError:
+    return UnsafeArchiveError(
+        f"archive entry {name!r} is a link to {link!r}, outside the directory it is unpacked into",
+        hint="the archive may be malicious; it was not unpacked",
+    )
 
 
 def _is_inside(root: str, path: str) -> bool:

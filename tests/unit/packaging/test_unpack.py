@@ -140,7 +140,7 @@ def test_corrupt_archive(tmp_path: Path) -> None:
     data = bytearray(good.read_bytes())
     data[40:60] = b"\0" * 20  # damage the compressed data, keep the directory
     corrupt.write_bytes(bytes(data))
-    with pytest.raises(PackagingError, match="corrupt"):
+    with pytest.raises(PackagingError, match=r"cannot unpack .*corrupt\.zip"):
         unpack(corrupt, tmp_path / "out")
     assert leftovers(tmp_path) == ["corrupt.zip", "good.zip"]
 
@@ -156,3 +156,58 @@ def test_destination_must_not_exist(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     with pytest.raises(FileExistsError):
         unpack(archive, tmp_path / "out")
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # the crafted zip repeats a name on purpose
+def test_chain_of_links_cannot_lead_outside(tmp_path: Path) -> None:
+    archive = tmp_path / "chain.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for name, target in (("d", "."), ("t", "d/d/d/d/../../../../escaped")):
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            out.writestr(info, target)
+        out.writestr("t", "written through the link")
+    with pytest.raises(UnsafeArchiveError, match="'t' is a link to"):
+        unpack(archive, tmp_path / "dest" / "out")
+    assert not list(tmp_path.rglob("escaped"))
+
+
+def test_entry_through_an_unpacked_link_is_refused(tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "via.zip", {}, links={"up": "d/..", "up/L": "x"})
+    with pytest.raises(UnsafeArchiveError, match="'up/L' points outside"):
+        unpack(archive, tmp_path / "out")
+
+
+def test_tar_hardlink_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    archive = tmp_path / "hard.tar.gz"
+    with tarfile.open(archive, "w:gz") as out:
+        link = tarfile.TarInfo("up")
+        link.type, link.linkname = tarfile.SYMTYPE, "."
+        out.addfile(link)
+        hard = tarfile.TarInfo("h")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "up/victim"
+        out.addfile(hard)
+        data = b"overwritten"
+        body = tarfile.TarInfo("h")
+        body.size = len(data)
+        out.addfile(body, io.BytesIO(data))
+    with pytest.raises(UnsafeArchiveError):
+        unpack(archive, tmp_path / "out")
+    assert victim.read_text() == "keep me"
+
+
+def test_encrypted_or_clashing_archives_are_packaging_errors(tmp_path: Path) -> None:
+    clash = make_zip(tmp_path / "clash.zip", {"a": b"file", "a/b": b"file under a file"})
+    with pytest.raises(PackagingError, match="cannot unpack"):
+        unpack(clash, tmp_path / "out")
+    encrypted = tmp_path / "encrypted.zip"
+    plain = bytearray(make_zip(tmp_path / "plain.zip", {"a.py": b"x"}).read_bytes())
+    plain[6] |= 0x01  # the "encrypted" flag in the local header...
+    central = plain.rfind(b"PK\x01\x02")
+    plain[central + 8] |= 0x01  # ...and in the central directory
+    encrypted.write_bytes(bytes(plain))
+    with pytest.raises(PackagingError, match="cannot unpack"):
+        unpack(encrypted, tmp_path / "out2")
