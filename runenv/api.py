@@ -73,7 +73,11 @@ def shutdown() -> None:
 def _runtime() -> Runtime:
     runtime = runtimes.current()
     if runtime is None:
-        init()  # implicit on first use, as in Ray
+        with _init_lock:  # two threads' first calls start one engine
+            if runtimes.current() is None:
+                from runenv.engine.local import LocalRuntime
+
+                runtimes.install(LocalRuntime())  # implicit on first use, as in Ray
         runtime = runtimes.current()
     assert runtime is not None
     return runtime
@@ -180,6 +184,8 @@ def wait(
     if num_returns > len(refs):
         raise ValueError(f"num_returns={num_returns} is more than the {len(refs)} refs given")
     by_id = {_ref_id(ref): ref for ref in refs}
+    if len(by_id) != len(refs):
+        raise ValueError("wait() expects distinct ObjectRefs; the list repeats one")
     ready, pending = _runtime().wait(list(by_id), num_returns, timeout)
     return [by_id[i] for i in ready], [by_id[i] for i in pending]
 

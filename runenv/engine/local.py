@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ from runenv.errors import (
 from runenv.materialize import materialize
 from runenv.spec import RuntimeEnv, merge
 
+logger = logging.getLogger(__name__)
 DEFAULT_MAX_RETRIES = 3  # for a worker that dies mid-task, as Ray's default
 
 Failure = RemoteFailure | RunenvError
@@ -222,6 +224,12 @@ class LocalRuntime:
                 return
             self._closed = True
             workers = list(self._workers.values())
+            for item in self._objects.values():
+                if not item.ready:  # nobody waits for ever on work that will never run
+                    item.failure = RunenvError(
+                        f"{item.where}: runenv was shut down before it finished",
+                        hint="call runenv.get() before runenv.shutdown()",
+                    )
             self._changed.notify_all()
         stop_workers(workers)
         self._setups.shutdown(wait=False, cancel_futures=True)
@@ -239,6 +247,11 @@ class LocalRuntime:
         parent: _EnvState | None,
         base_dir: Path,
     ) -> str:
+        if options.num_cpus is not None and options.num_cpus > self.total_cpus:
+            raise ValueError(
+                f"num_cpus={options.num_cpus} is more than this engine has ({self.total_cpus:g}): "
+                "the task could never run"
+            )
         env = self._child_env(options.runtime_env, parent, base_dir)
         with self._changed:
             self._check_open()
@@ -390,9 +403,12 @@ class LocalRuntime:
     def _schedule_loop(self) -> None:
         with self._changed:
             while not self._closed:
-                self._dispatch_tasks()
-                self._dispatch_actors()
-                self._reap_idle_workers()
+                try:
+                    self._dispatch_tasks()
+                    self._dispatch_actors()
+                    self._reap_idle_workers()
+                except Exception:  # a bug must not stop all scheduling: say it, go on
+                    logger.exception("runenv scheduler error")
                 self._changed.wait(min(1.0, self.idle_seconds))
 
     def _dispatch_tasks(self) -> None:
@@ -540,9 +556,14 @@ class LocalRuntime:
 
     def _failed_dependency(self, task: _Task) -> Failure | None:
         for object_id in self._dependencies(task):
-            failure = self._object(object_id).failure
-            if failure is not None:
-                return failure
+            found = self._objects.get(object_id)
+            if found is None:  # e.g. a ref kept from before shutdown() and init()
+                return RunenvError(
+                    f"{task.where}: an argument is an ObjectRef this runenv session never made",
+                    hint="refs do not survive runenv.shutdown(); pass values, or new refs",
+                )
+            if found.failure is not None:
+                return found.failure
         return None
 
     def _env_ready(self, task: _Task) -> bool:
@@ -709,7 +730,7 @@ class LocalRuntime:
         raise ValueError(f"unknown request {operation!r}")
 
     def _released_cpus(self, worker: WorkerProcess) -> _ReleasedCpus:
-        return _ReleasedCpus(self, self._running.get(worker.worker_id))
+        return _ReleasedCpus(self, worker.worker_id, self._running.get(worker.worker_id))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -720,8 +741,9 @@ class _ReleasedCpus:
     """A task blocked in a nested ``get`` gives its CPUs back meanwhile (as Ray does), so
     nested work cannot deadlock on a full machine."""
 
-    def __init__(self, runtime: LocalRuntime, task: _Task | None) -> None:
+    def __init__(self, runtime: LocalRuntime, worker_id: str, task: _Task | None) -> None:
         self.runtime = runtime
+        self.worker_id = worker_id
         self.task = task
 
     def __enter__(self) -> None:
@@ -733,7 +755,8 @@ class _ReleasedCpus:
 
     def __exit__(self, *exc: object) -> None:
         with self.runtime._changed:
-            if self.task is not None and not self.task.cpus_held:
+            still_running = self.runtime._running.get(self.worker_id) is self.task
+            if self.task is not None and still_running and not self.task.cpus_held:
                 self.runtime.free_cpus -= self.task.num_cpus
                 self.task.cpus_held = True
 

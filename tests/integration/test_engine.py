@@ -460,3 +460,54 @@ def test_an_actor_holds_its_num_cpus_while_it_lives() -> None:
     assert ready == []  # no CPU left for the task
     runenv.kill(whole_machine)
     assert runenv.get(waiting, timeout=30) == 3
+
+
+def test_stale_ref_from_an_earlier_session_fails_cleanly() -> None:
+    runenv.init()
+    stale = runenv.put(1)
+    runenv.shutdown()
+    runenv.init()
+    counter = Counter.remote()
+    with pytest.raises(runenv.RunenvError, match="never made"):
+        runenv.get(counter.incr.remote(stale), timeout=30)
+    with pytest.raises(runenv.RunenvError, match="never made"):
+        runenv.get(add.remote(stale, 1), timeout=30)
+    assert runenv.get(add.remote(1, 1), timeout=30) == 2  # the scheduler goes on
+
+
+def test_wait_refuses_repeated_refs() -> None:
+    runenv.init()
+    ref = runenv.put(1)
+    with pytest.raises(ValueError, match="distinct"):
+        runenv.wait([ref, ref], num_returns=2)
+
+
+def test_a_task_bigger_than_the_machine_is_refused() -> None:
+    runenv.init(num_cpus=2)
+    with pytest.raises(ValueError, match="could never run"):
+        add.options(num_cpus=3).remote(1, 2)
+
+
+def test_shutdown_releases_threads_waiting_in_get() -> None:
+    import threading
+
+    @runenv.remote
+    def forever() -> None:
+        time.sleep(300)
+
+    runenv.init()
+    ref = forever.remote()
+    outcome: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            runenv.get(ref)
+        except BaseException as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    runenv.shutdown()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert "shut down before it finished" in str(outcome[0])
