@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -30,7 +31,9 @@ import filelock
 
 from runenv import settings
 from runenv.deadline import Deadline
-from runenv.errors import EnvSetupError, SetupTimeoutError
+from runenv.errors import EnvSetupError, RunenvError, SetupTimeoutError
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = "v1"
 ENTRY_META = ".runenv-entry.json"
@@ -117,7 +120,8 @@ class ResourceCache:
         for bucket in sorted(self.root.glob(f"*-{FORMAT_VERSION}")):
             kind = bucket.name.removesuffix(f"-{FORMAT_VERSION}")
             for meta in sorted(bucket.glob(f"*/{ENTRY_META}")):
-                found.append(self._info(kind, meta.parent))
+                with contextlib.suppress(OSError, ValueError):  # removed while listing
+                    found.append(self._info(kind, meta.parent))
         return found
 
     def gc(self, max_bytes: int = 0) -> GcReport:
@@ -243,19 +247,22 @@ class ResourceCache:
             lock.acquire(timeout=0)
         except filelock.Timeout:
             return False  # being built or removed right now
+        lease_fd = -1
         try:
             lease_fd = os.open(entry.path.parent / f"{entry.key}.lease", os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(lease_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False  # someone holds a lease
+            trash = entry.path.parent / f".trash-{entry.key}-{uuid.uuid4().hex[:8]}"
             try:
-                trash = entry.path.parent / f".trash-{entry.key}-{uuid.uuid4().hex[:8]}"
                 entry.path.rename(trash)  # gone at once for readers; deleted at leisure
-                shutil.rmtree(trash, ignore_errors=True)
-            finally:
-                os.close(lease_fd)
+            except FileNotFoundError:
+                return True  # another collection removed it first
+            shutil.rmtree(trash, ignore_errors=True)
         finally:
+            if lease_fd >= 0:
+                os.close(lease_fd)
             lock.release()
         return True
 
@@ -276,9 +283,13 @@ class ResourceCache:
                 lock.release()
 
     def _collect_if_over_cap(self) -> None:
-        cap = settings.cache_max_bytes()
-        if cap is not None and sum(entry.size for entry in self.entries()) > cap:
-            self.gc(cap)
+        """Best effort: a build that succeeded never fails because collecting did."""
+        try:
+            cap = settings.cache_max_bytes()
+            if cap is not None and sum(entry.size for entry in self.entries()) > cap:
+                self.gc(cap)
+        except (OSError, RunenvError) as error:
+            logger.warning("runenv: collecting the env cache failed: %s", error)
 
     def _bucket(self, kind: str) -> Path:
         return self.root / f"{kind}-{FORMAT_VERSION}"

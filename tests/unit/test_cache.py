@@ -185,3 +185,20 @@ def test_disk_bytes_leaves_out_hard_links(tmp_path: Path) -> None:
     (tmp_path / "shared").write_bytes(b"y" * 20_000)
     os.link(tmp_path / "shared", tmp_path.parent / f"{tmp_path.name}-link")
     assert 20_000 <= disk_bytes(tmp_path) < 40_000
+
+
+def test_gc_closes_what_it_opens(cache: ResourceCache) -> None:
+    held = cache.acquire("demo", "busy", writer("x"), NO_LIMIT)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        assert cache.gc(0).removed == []
+    assert len(os.listdir("/proc/self/fd")) == before
+    held.lease.release()
+
+
+def test_an_entry_removed_by_another_collection_is_not_an_error(cache: ResourceCache) -> None:
+    entry = cache.acquire("demo", "k", writer("x"), NO_LIMIT)
+    entry.lease.release()
+    [info] = cache.entries()
+    assert cache.gc(0).removed == [info]
+    assert cache._remove_if_unused(info)  # a second collector, working from the same listing
