@@ -76,11 +76,15 @@ def start_process(
     )
 
 
+# Looked up once here: in the forked child (preexec_fn) a dlopen could deadlock.
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
+
+
 def die_with_parent() -> None:
     """For ``preexec_fn``: the child is killed when the process that started it dies (Linux),
     so nothing runenv starts outlives it, even after a SIGKILL."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _prepend(entries: Sequence[str], existing: str | None) -> str:

@@ -84,14 +84,17 @@ class JobManager:
         except FileNotFoundError:
             return ""
 
+    def read_log(self, submission_id: str, offset: int) -> bytes:
+        """The job's log from byte ``offset`` on (what has been written so far)."""
+        return _read_from(supervisor.log_path(submission_id), offset)
+
     def tail(self, submission_id: str) -> Iterator[str]:
         """The log as it grows, until the job has ended and everything is read."""
         self.store.get(submission_id)
-        path = supervisor.log_path(submission_id)
         offset = 0
         while True:
             ended = self.status(submission_id).is_terminal()
-            chunk = _read_from(path, offset)
+            chunk = self.read_log(submission_id, offset)
             if chunk:
                 offset += len(chunk)
                 yield chunk.decode(errors="replace")
@@ -101,21 +104,28 @@ class JobManager:
                 time.sleep(FOLLOW_POLL_SECONDS)
 
     def stop(self, submission_id: str) -> bool:
-        """Ask the job to stop; False when it had already ended."""
-        info = self.info(submission_id)
-        if info.status.is_terminal():
+        """Ask the job to stop; False when it had already ended.
+
+        The request is recorded first, so a supervisor that starts (or finishes setting up)
+        right now sees it; then the running supervisor is signalled.
+        """
+        if self.info(submission_id).status.is_terminal():
             return False
         self.store.update(submission_id, stop_requested=True)
-        if info.status == JobStatus.PENDING and info.supervisor_pid is None:
-            return self.store.update(
-                submission_id,
-                {JobStatus.PENDING},
-                status=JobStatus.STOPPED,
-                message="stopped before it started",
-                end_time=time.time(),
-            )
+        info = self.store.get(submission_id)
+        if info.status.is_terminal():
+            return False
+        if info.supervisor_pid is None and self.store.update(
+            submission_id,
+            {JobStatus.PENDING},
+            status=JobStatus.STOPPED,
+            message="stopped before it started",
+            end_time=time.time(),
+        ):
+            return True
         if _alive(info):
-            os.kill(info.supervisor_pid or 0, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it may have just ended
+                os.kill(info.supervisor_pid or 0, signal.SIGTERM)
         return True
 
     def delete(self, submission_id: str) -> None:
@@ -137,8 +147,8 @@ class JobManager:
         latest = self.store.get(info.submission_id)  # it may have ended since the first read
         if latest.status.is_terminal():
             return latest
-        if latest.job_pgid:
-            _kill_group(latest.job_pgid)
+        if latest.job_pgid and latest.job_started:
+            _kill_job_processes(latest.job_pgid, latest.job_started)
         self.store.update(
             info.submission_id,
             {JobStatus.PENDING, JobStatus.RUNNING},
@@ -161,9 +171,15 @@ def _alive(info: JobInfo) -> bool:
         return False
 
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def _kill_job_processes(pgid: int, started: float) -> None:
+    """Kill what is left of a job's process group — only processes of that group that started
+    with or after the job, so a recycled group number never reaches anyone else."""
+    for process in psutil.process_iter(["create_time"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["create_time"] >= started - 0.5:
+                process.kill()
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
 
 
 def _read_from(path: Any, offset: int) -> bytes:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from runenv.errors import RunenvError
 
 
 class JobStatus(str, enum.Enum):
@@ -25,8 +28,22 @@ class JobStatus(str, enum.Enum):
         return self.value
 
 
+_SUBMISSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
 def new_submission_id() -> str:
     return f"runenv-job-{secrets.token_hex(6)}"
+
+
+def check_submission_id(submission_id: str) -> str:
+    """A submission id is also a directory name: letters, digits, ``.``, ``_``, ``-`` only."""
+    if not _SUBMISSION_ID.match(submission_id):
+        raise RunenvError(
+            f"invalid submission id {submission_id!r}",
+            hint="use letters, digits, '.', '_' and '-' (at most 128), starting with a letter "
+            "or digit",
+        )
+    return submission_id
 
 
 @dataclass
@@ -50,6 +67,7 @@ class JobInfo:
     supervisor_pid: int | None = None
     supervisor_started: float | None = None  # the process's start time, against pid reuse
     job_pgid: int | None = None
+    job_started: float | None = None  # the entrypoint's start time: its group is the job's
     stop_requested: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from runenv import __version__, settings
 from runenv.errors import RunenvError
-from runenv.jobs.manager import JobManager
+from runenv.jobs.manager import FOLLOW_POLL_SECONDS, JobManager
 from runenv.jobs.models import JobStatus
 from runenv.jobs.store import DuplicateJobError, JobNotFoundError
 from runenv.packaging.archive import verify_package
@@ -118,12 +118,19 @@ def create_app(token: str | None = None, manager: JobManager | None = None) -> S
 
 
 async def _stream(jobs: JobManager, submission_id: str) -> AsyncIterator[bytes]:
-    chunks = jobs.tail(submission_id)
+    """The log as it grows; each step is a short call, so a client that goes away holds
+    nothing (a thread blocked until the job writes would, and enough of them stall the server)."""
+    offset = 0
     while True:
-        chunk = await asyncio.to_thread(next, chunks, None)
-        if chunk is None:
+        ended = (await asyncio.to_thread(jobs.status, submission_id)).is_terminal()
+        chunk = await asyncio.to_thread(jobs.read_log, submission_id, offset)
+        if chunk:
+            offset += len(chunk)
+            yield chunk
+        elif ended:
             return
-        yield chunk.encode()
+        else:
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
 
 async def _error_response(request: Request, error: Exception) -> Response:

@@ -16,7 +16,7 @@ from typing import Any
 
 from runenv import settings
 from runenv.errors import RunenvError
-from runenv.jobs.models import JobInfo, JobStatus
+from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -46,6 +46,7 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def insert(self, info: JobInfo) -> None:
+        check_submission_id(info.submission_id)
         info.created_time = info.created_time or time.time()
         with self._connection() as connection:
             try:

@@ -24,7 +24,7 @@ import psutil
 
 from runenv.context import Context, die_with_parent, start_process
 from runenv.errors import RunenvError
-from runenv.jobs.models import JobInfo, JobStatus
+from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 from runenv.jobs.store import JobStore, jobs_home
 from runenv.materialize import materialize
 from runenv.spec import RuntimeEnv
@@ -37,7 +37,7 @@ JOB_ENV_VARIABLE = "RUNENV_JOB_RUNTIME_ENV"
 
 
 def job_directory(submission_id: str) -> Path:
-    return jobs_home() / submission_id
+    return jobs_home() / check_submission_id(submission_id)
 
 
 def log_path(submission_id: str) -> Path:
@@ -61,12 +61,17 @@ def spawn(submission_id: str) -> None:
         )
 
 
+class _StopDuringSetup(BaseException):
+    """Raised by the stop signal while the env is being set up, to cut the setup short."""
+
+
 class Supervisor:
     def __init__(self, submission_id: str, store: JobStore, log: IO[bytes]) -> None:
         self.id = submission_id
         self.store = store
         self.log = log
         self.stop_requested = False
+        self.setting_up = False
         self.process: subprocess.Popen[bytes] | None = None
 
     def run(self) -> None:
@@ -77,8 +82,17 @@ class Supervisor:
         if info.stop_requested:
             self._finish(JobStatus.STOPPED, "stopped before it started")
             return
-        context = self._set_up(info)
+        self.setting_up = True
+        try:
+            context = self._set_up(info)
+        except _StopDuringSetup:
+            context = None
+            self._finish(JobStatus.STOPPED, "stopped while its env was being set up")
+        self.setting_up = False
         if context is None:
+            return
+        if self.store.get(self.id).stop_requested:  # asked between the setup and now
+            self._finish(JobStatus.STOPPED, "stopped before it started")
             return
         if not self.store.update(
             self.id, {JobStatus.PENDING}, status=JobStatus.RUNNING, start_time=time.time()
@@ -137,7 +151,11 @@ class Supervisor:
             start_new_session=True,  # its own process group: a stop reaches every process
             preexec_fn=die_with_parent,
         )
-        self.store.update(self.id, job_pgid=self.process.pid)
+        try:
+            started: float | None = psutil.Process(self.process.pid).create_time()
+        except psutil.Error:
+            started = None  # already gone
+        self.store.update(self.id, job_pgid=self.process.pid, job_started=started)
         timed_out = False
         stop_sent: float | None = None
         while (code := self.process.poll()) is None:
@@ -157,6 +175,8 @@ class Supervisor:
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = True
         self.say("stop requested: sending SIGTERM to the job")
+        if self.setting_up:
+            raise _StopDuringSetup  # a running install is killed as on a timeout
         self._signal_group(signal.SIGTERM)
 
     def _signal_group(self, signum: int) -> None:

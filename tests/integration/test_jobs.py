@@ -355,3 +355,15 @@ def test_package_upload_is_checked(server: Server) -> None:
         f"{server.address}/api/packages/{'0' * 64}.zip", content=b"not a zip", headers=headers
     )
     assert bad.status_code == 400 and "does not match its digest" in bad.json()["error"]
+
+
+@pytest.mark.parametrize("bad", ["../precious", "/tmp/x", "a b"])
+def test_submission_ids_are_names_not_paths(environ: dict[str, str], bad: str) -> None:
+    result = runenv("job", "submit", "--submission-id", bad, "--", "true", environ=environ)
+    assert result.returncode == 1
+    assert (
+        "error: invalid submission id" in result.stderr or "error: no entrypoint" in result.stderr
+    )
+    assert not (Path(environ["RUNENV_HOME"]) / "precious").exists()
+    shown = runenv("job", "show", "../jobs", environ=environ)
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr
