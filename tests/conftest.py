@@ -27,6 +27,7 @@ from typing import Any
 
 import boto3
 import pytest
+from wheels import build_wheel
 
 STARTUP_DEADLINE_S = 30.0
 POLL_INTERVAL_S = 0.05
@@ -240,3 +241,47 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# --- a package index whose wheel downloads wait for the test ------------------------------
+
+GATE_WAIT_S = 60
+
+
+@dataclass
+class GatedIndex:
+    """A find-links server whose wheel downloads wait until the test opens the gate."""
+
+    url: str
+    requested: threading.Event
+    gate: threading.Event
+
+
+@pytest.fixture
+def gated_index(tmp_path: Path) -> Iterator[GatedIndex]:
+    directory = tmp_path / "index"
+    build_wheel(directory, "runenv-slow", "1.0")
+    requested, gate = threading.Event(), threading.Event()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.endswith(".whl"):
+                requested.set()
+                gate.wait(GATE_WAIT_S)
+            super().do_GET()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(Handler, directory=str(directory))
+    )
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield GatedIndex(f"http://127.0.0.1:{server.server_address[1]}/", requested, gate)
+    finally:
+        gate.set()
+        server.shutdown()
+        server.server_close()

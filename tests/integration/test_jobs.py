@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from conftest import GatedIndex
 
 from runenv.jobs import JobClient, JobStatus
 
@@ -367,3 +368,26 @@ def test_submission_ids_are_names_not_paths(environ: dict[str, str], bad: str) -
     assert not (Path(environ["RUNENV_HOME"]) / "precious").exists()
     shown = runenv("job", "show", "../jobs", environ=environ)
     assert shown.returncode == 1 and "Traceback" not in shown.stderr
+
+
+def test_stop_while_the_env_is_being_set_up(
+    environ: dict[str, str], gated_index: GatedIndex
+) -> None:
+    python = ".".join(map(str, sys.version_info[:3]))
+    env = {
+        "pip": {
+            "packages": ["runenv-slow"],
+            "pip_install_options": ["--no-index", "--find-links", gated_index.url],
+            "lock": {"python": python, "requirements": ["runenv-slow==1.0"]},
+        }
+    }
+    client = JobClient()
+    job_id = client.submit_job("echo never", runtime_env=env)
+    assert gated_index.requested.wait(WAIT_S), "the install never started"
+    started = time.monotonic()
+    assert client.stop_job(job_id)
+    assert wait_for_end(client, job_id) == JobStatus.STOPPED
+    assert time.monotonic() - started < 15  # not held until the install would have finished
+    info = client.get_job_info(job_id)
+    assert info.message == "stopped while its env was being set up"
+    assert "never" not in client.get_job_logs(job_id).replace("echo never", "")

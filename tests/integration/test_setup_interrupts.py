@@ -2,67 +2,22 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
-from wheels import build_wheel
+from conftest import GatedIndex
 
 from runenv import RuntimeEnv
 from runenv.errors import SetupTimeoutError
 from runenv.materialize import materialize
 
 WAIT_S = 60
-
-
-@dataclass
-class GatedIndex:
-    """A find-links server whose wheel downloads wait until the test opens the gate."""
-
-    url: str
-    requested: threading.Event
-    gate: threading.Event
-
-
-@pytest.fixture
-def gated_index(tmp_path: Path) -> Iterator[GatedIndex]:
-    directory = tmp_path / "index"
-    build_wheel(directory, "runenv-slow", "1.0")
-    requested, gate = threading.Event(), threading.Event()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.endswith(".whl"):
-                requested.set()
-                gate.wait(WAIT_S)
-            super().do_GET()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(Handler, directory=str(directory))
-    )
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield GatedIndex(f"http://127.0.0.1:{server.server_address[1]}/", requested, gate)
-    finally:
-        gate.set()
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(autouse=True)
