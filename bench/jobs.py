@@ -66,22 +66,15 @@ def burst(submit: list[str], wait_all: list[str] | None, env: dict[str, str], co
     return count / (time.perf_counter() - start)
 
 
-def runenv_rows(project: Path, repeat: int, concurrent: int, home: Path) -> dict[str, float]:
-    env = {**os.environ, "RUNENV_HOME": str(home)}
-    command = [*RUNENV, "job", "submit", "--working-dir", str(project), "--", *ENTRYPOINT]
-    timed_submit(command, env)  # warm the caches once, as any second submission would be
-    samples = [timed_submit(command, env) for _ in range(repeat)]
-    no_wait = [
-        *RUNENV,
-        "job",
-        "submit",
-        "--no-wait",
-        "--working-dir",
-        str(project),
-        "--",
-        *ENTRYPOINT,
-    ]
-    follow = [*RUNENV, "job", "logs", "--follow"]
+def rows(
+    cli: list[str], project: Path, repeat: int, concurrent: int, env: dict[str, str]
+) -> dict[str, float]:
+    """The measurements for a job CLI: ``runenv`` and ``ray`` take the same ``job`` commands."""
+    submit = [*cli, "job", "submit", "--working-dir", str(project), "--", *ENTRYPOINT]
+    timed_submit(submit, env)  # warm the caches once, as any second submission would be
+    samples = [timed_submit(submit, env) for _ in range(repeat)]
+    no_wait = [*cli, "job", "submit", "--no-wait", "--working-dir", str(project), "--", *ENTRYPOINT]
+    follow = [*cli, "job", "logs", "--follow"]
     return {
         "submit → first log line": statistics.median(s[0] for s in samples),
         "submit → exit": statistics.median(s[1] for s in samples),
@@ -90,52 +83,27 @@ def runenv_rows(project: Path, repeat: int, concurrent: int, home: Path) -> dict
 
 
 def ray_rows(ray: str, project: Path, repeat: int, concurrent: int) -> dict[str, float]:
+    """The same rows against a local Ray head, started here and stopped after."""
     temp = tempfile.mkdtemp(prefix="ray-jobs-")
     # Ray 2.60's dashboard asks for a token once one exists in ~/.ray: use token auth throughout.
     env = {**os.environ, "RAY_ADDRESS": "http://127.0.0.1:8266", "RAY_AUTH_MODE": "token"}
     subprocess.run([ray, "get-auth-token", "--generate"], capture_output=True, env=env)
-    subprocess.run(
-        [
-            ray,
-            "start",
-            "--head",
-            "--num-cpus",
-            "2",
-            "--dashboard-port",
-            "8266",
-            "--port",
-            "6391",
-            "--temp-dir",
-            temp,
-            "--include-dashboard",
-            "true",
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
+    head = [
+        "--head",
+        "--num-cpus",
+        "2",
+        "--dashboard-port",
+        "8266",
+        "--port",
+        "6391",
+        "--temp-dir",
+        temp,
+        "--include-dashboard",
+        "true",
+    ]
+    subprocess.run([ray, "start", *head], check=True, capture_output=True, env=env)
     try:
-        command = [ray, "job", "submit", "--working-dir", str(project), "--", *ENTRYPOINT]
-        timed_submit(command, env)
-        samples = [timed_submit(command, env) for _ in range(repeat)]
-        no_wait = [
-            ray,
-            "job",
-            "submit",
-            "--no-wait",
-            "--working-dir",
-            str(project),
-            "--",
-            *ENTRYPOINT,
-        ]
-        follow = [ray, "job", "logs", "--follow"]
-        return {
-            "submit → first log line": statistics.median(s[0] for s in samples),
-            "submit → exit": statistics.median(s[1] for s in samples),
-            f"{concurrent} concurrent submissions (jobs/s)": burst(
-                no_wait, follow, env, concurrent
-            ),
-        }
+        return rows([ray], project, repeat, concurrent, env)
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)
         shutil.rmtree(temp, ignore_errors=True)
@@ -152,7 +120,8 @@ def main() -> None:
         project.mkdir()
         (project / "main.py").write_text("print(1)\n")
         (project / "README.md").write_text("a small working dir\n")
-        ours = runenv_rows(project, args.repeat, args.concurrent, Path(scratch) / "home")
+        env = {**os.environ, "RUNENV_HOME": str(Path(scratch) / "home")}
+        ours = rows(RUNENV, project, args.repeat, args.concurrent, env)
         theirs = (
             ray_rows(args.ray_bin, project, args.repeat, args.concurrent) if args.ray_bin else {}
         )
