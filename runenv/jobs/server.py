@@ -31,16 +31,38 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(token: str | None = None, manager: JobManager | None = None) -> Starlette:
-    jobs = manager or JobManager()
-    store = Store(settings.default_store_uri())
+    api = _JobApi(manager or JobManager(), Store(settings.default_store_uri()))
+    routes = [
+        Route("/api/version", api.version, methods=["GET"]),
+        Route("/api/jobs/", api.submit, methods=["POST"]),
+        Route("/api/jobs/", api.list_jobs, methods=["GET"]),
+        Route("/api/jobs/{id}", api.info, methods=["GET"]),
+        Route("/api/jobs/{id}", api.delete, methods=["DELETE"]),
+        Route("/api/jobs/{id}/logs", api.logs, methods=["GET"]),
+        Route("/api/jobs/{id}/logs/tail", api.tail, methods=["GET"]),
+        Route("/api/jobs/{id}/stop", api.stop, methods=["POST"]),
+        Route("/api/packages/{name:path}", api.package_exists, methods=["HEAD"]),
+        Route("/api/packages/{name:path}", api.upload, methods=["PUT"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={Exception: _error_response})
+    app.add_middleware(_TokenCheck, token=token)
+    return app
 
-    async def version(request: Request) -> Response:
-        return JSONResponse({"version": __version__, "store_uri": store.base_uri})
 
-    async def submit(request: Request) -> Response:
+class _JobApi:
+    """The endpoints: each runs the manager's (blocking) call on a thread."""
+
+    def __init__(self, jobs: JobManager, store: Store) -> None:
+        self.jobs = jobs
+        self.store = store
+
+    async def version(self, request: Request) -> Response:
+        return JSONResponse({"version": __version__, "store_uri": self.store.base_uri})
+
+    async def submit(self, request: Request) -> Response:
         body = await request.json()
         submission_id = await asyncio.to_thread(
-            jobs.submit,
+            self.jobs.submit,
             entrypoint=str(body.get("entrypoint", "")),
             runtime_env=body.get("runtime_env") or {},
             submission_id=body.get("submission_id"),
@@ -50,41 +72,42 @@ def create_app(token: str | None = None, manager: JobManager | None = None) -> S
         )
         return JSONResponse({"submission_id": submission_id})
 
-    async def list_jobs(request: Request) -> Response:
+    async def list_jobs(self, request: Request) -> Response:
         wanted = request.query_params.get("status")
-        found = await asyncio.to_thread(jobs.list, JobStatus(wanted) if wanted else None)
+        found = await asyncio.to_thread(self.jobs.list, JobStatus(wanted) if wanted else None)
         return JSONResponse([info.to_dict() for info in found])
 
-    async def info(request: Request) -> Response:
-        found = await asyncio.to_thread(jobs.info, request.path_params["id"])
+    async def info(self, request: Request) -> Response:
+        found = await asyncio.to_thread(self.jobs.info, request.path_params["id"])
         return JSONResponse(found.to_dict())
 
-    async def logs(request: Request) -> Response:
-        text = await asyncio.to_thread(jobs.logs, request.path_params["id"])
+    async def logs(self, request: Request) -> Response:
+        text = await asyncio.to_thread(self.jobs.logs, request.path_params["id"])
         return JSONResponse({"logs": text})
 
-    async def tail(request: Request) -> Response:
+    async def tail(self, request: Request) -> Response:
         submission_id = request.path_params["id"]
-        await asyncio.to_thread(jobs.info, submission_id)  # 404 before the stream starts
-        return StreamingResponse(_stream(jobs, submission_id), media_type="text/plain")
+        await asyncio.to_thread(self.jobs.info, submission_id)  # a 404 before streaming
+        return StreamingResponse(_stream(self.jobs, submission_id), media_type="text/plain")
 
-    async def stop(request: Request) -> Response:
-        stopped = await asyncio.to_thread(jobs.stop, request.path_params["id"])
+    async def stop(self, request: Request) -> Response:
+        stopped = await asyncio.to_thread(self.jobs.stop, request.path_params["id"])
         return JSONResponse({"stopped": stopped})
 
-    async def delete(request: Request) -> Response:
-        await asyncio.to_thread(jobs.delete, request.path_params["id"])
+    async def delete(self, request: Request) -> Response:
+        await asyncio.to_thread(self.jobs.delete, request.path_params["id"])
         return JSONResponse({"deleted": True})
 
-    async def package_exists(request: Request) -> Response:
+    async def package_exists(self, request: Request) -> Response:
         name = f"pkgs/{request.path_params['name']}"
-        found = await asyncio.to_thread(store.exists, name)
+        found = await asyncio.to_thread(self.store.exists, name)
         return Response(status_code=200 if found else 404)
 
-    async def upload(request: Request) -> Response:
+    async def upload(self, request: Request) -> Response:
+        """A package, refused over the size limit and kept only if it matches its digest."""
         name = f"pkgs/{request.path_params['name']}"
         limit = settings.max_package_bytes() * 2  # compressed or not, never beyond this
-        with tempfile.TemporaryDirectory(dir=store.staging_directory()) as scratch:
+        with tempfile.TemporaryDirectory(dir=self.store.staging_directory()) as scratch:
             received = Path(scratch) / "upload"
             size = 0
             with open(received, "wb") as sink:
@@ -97,24 +120,8 @@ def create_app(token: str | None = None, manager: JobManager | None = None) -> S
                         )
                     sink.write(chunk)
             await asyncio.to_thread(verify_package, received, name)
-            uri = await asyncio.to_thread(store.put_file, received, name, move=True)
+            uri = await asyncio.to_thread(self.store.put_file, received, name, move=True)
         return JSONResponse({"uri": uri})
-
-    routes = [
-        Route("/api/version", version, methods=["GET"]),
-        Route("/api/jobs/", submit, methods=["POST"]),
-        Route("/api/jobs/", list_jobs, methods=["GET"]),
-        Route("/api/jobs/{id}", info, methods=["GET"]),
-        Route("/api/jobs/{id}", delete, methods=["DELETE"]),
-        Route("/api/jobs/{id}/logs", logs, methods=["GET"]),
-        Route("/api/jobs/{id}/logs/tail", tail, methods=["GET"]),
-        Route("/api/jobs/{id}/stop", stop, methods=["POST"]),
-        Route("/api/packages/{name:path}", package_exists, methods=["HEAD"]),
-        Route("/api/packages/{name:path}", upload, methods=["PUT"]),
-    ]
-    app = Starlette(routes=routes, exception_handlers={Exception: _error_response})
-    app.add_middleware(_TokenCheck, token=token)
-    return app
 
 
 async def _stream(jobs: JobManager, submission_id: str) -> AsyncIterator[bytes]:
