@@ -10,7 +10,7 @@ import asyncio
 import hmac
 import ipaddress
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,6 @@ from runenv.jobs.models import JobStatus
 from runenv.jobs.store import DuplicateJobError, JobNotFoundError
 from runenv.packaging.archive import verify_package
 from runenv.storage import Store
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(token: str | None = None, manager: JobManager | None = None) -> Starlette:
