@@ -10,8 +10,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runenv.errors import SpecError
 from runenv.spec.normalize import PYTHON_ENV_FIELDS, normalize
 from runenv.spec.python_packages import PythonPackages
@@ -161,6 +159,8 @@ def read_env_file(path: Path) -> dict[str, Any]:
     if not resolved.is_file():
         raise SpecError(f"runtime_env file not found: {resolved}", hint="check the path")
     text = resolved.read_text(encoding="utf-8")
+    import yaml  # on use: most envs come as dicts, not files
+
     try:
         data = json.loads(text) if resolved.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:

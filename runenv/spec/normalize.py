@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from runenv import uris
@@ -195,6 +194,8 @@ def _read_conda_file(path: Path, where: str) -> Any:
             f"{where}: environment file not found: {path}",
             hint="relative paths are resolved against the current directory",
         )
+    import yaml  # on use: only environment.yml files need it
+
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:

@@ -280,10 +280,12 @@ def server(environ: dict[str, str], tmp_path: Path) -> Iterator[Server]:
         port = probe.getsockname()[1]
     token_file = tmp_path / "token"
     token_file.write_text("test-token-123\n")
-    process = start_server(environ, port, token_file)
-    yield Server(f"http://127.0.0.1:{port}", "test-token-123", process)
-    process.kill()
-    process.wait()
+    server = Server(
+        f"http://127.0.0.1:{port}", "test-token-123", start_server(environ, port, token_file)
+    )
+    yield server
+    server.process.kill()  # the one running now: a test may have restarted it
+    server.process.wait()
 
 
 def test_submit_to_a_server_uploads_the_working_dir(
