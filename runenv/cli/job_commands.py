@@ -125,11 +125,12 @@ def list_jobs(
 
     table = Table("id", "status", "entrypoint", "started", "message", box=None)
     for info in jobs:
-        started = (
-            time.strftime("%H:%M:%S", time.localtime(info.start_time)) if info.start_time else ""
-        )
         table.add_row(
-            info.submission_id, info.status.value, info.entrypoint[:40], started, info.message[:50]
+            info.submission_id,
+            info.status.value,
+            info.entrypoint[:40],
+            _clock(info.start_time),
+            info.message[:50],
         )
     Console(highlight=False).print(table)
 

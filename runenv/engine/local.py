@@ -67,7 +67,6 @@ class _EnvState:
     env: RuntimeEnv
     context: Context | None = None
     error: RunenvError | None = None
-    started: bool = False
 
 
 @dataclass
@@ -372,10 +371,8 @@ class LocalRuntime:
         key = env.canonical_json()
         with self._lock:
             state = self._envs.get(key)
-            if state is None:
+            if state is None:  # a new env: set it up once, in the background
                 state = self._envs[key] = _EnvState(env)
-            if not state.started:
-                state.started = True
                 self._setups.submit(self._set_up, state)
             return state
 

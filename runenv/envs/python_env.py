@@ -28,10 +28,9 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
     packages = env.python_packages
     if packages is None:
         return context
-    if packages.lock is None:  # a portable env carries its lock; a local one is locked here
-        packages = lock_packages(packages, setup)
     lock = packages.lock
-    assert lock is not None
+    if lock is None:  # prepare() locks every env before its steps run
+        raise RuntimeError("python_env.apply needs a prepared env: see runenv.materialize")
 
     def build(staging: Path) -> dict[str, object]:
         _build_venv(packages, lock, staging / "venv", setup)

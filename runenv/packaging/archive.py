@@ -362,9 +362,3 @@ def _link_outside(name: str, link: str) -> UnsafeArchiveError:
 
 def _is_inside(root: str, path: str) -> bool:
     return os.path.commonpath([root, path]) == root
-
-
-def iter_names(archive: Path) -> Iterator[str]:
-    """The entry names of a zip archive (for tests and ``--list``)."""
-    with zipfile.ZipFile(archive) as source:
-        yield from source.namelist()
