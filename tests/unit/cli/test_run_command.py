@@ -148,3 +148,40 @@ def test_env_create_list_show_gc(environ: dict[str, str], tmp_path: Path) -> Non
     assert f"removed working_dir {listed[0]['key'][:12]}" in collected.stdout
     assert json.loads(runenv("env", "list", "--json", environ=environ).stdout) == []
     assert runenv("env", "gc", "--max-size", "lots", environ=environ).returncode == 1
+
+
+def test_progress_is_a_live_line_on_a_terminal(environ: dict[str, str], tmp_path: Path) -> None:
+    import pty
+
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "runenv-demo-a", "1.0")
+    env = json.dumps(
+        {
+            "pip": {
+                "packages": ["runenv-demo-a"],
+                "pip_install_options": ["--no-index", "--find-links", str(wheels)],
+            }
+        }
+    )
+    master, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [*RUNENV, "run", "--runtime-env-json", env, "--", "python", "-c", "print('ran')"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env={**environ, "TERM": "xterm"},
+    )
+    os.close(terminal)
+    out, _ = process.communicate(timeout=120)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal's other end is closed: all was read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert (process.returncode, out) == (0, b"ran\n")
+    assert b"\x1b[?25l" in shown  # a live status line (rich hides the cursor while it runs)
+    assert b"runenv: " not in shown  # not the plain lines written when stderr is not a terminal
