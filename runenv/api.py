@@ -18,7 +18,8 @@ import cloudpickle
 
 from runenv.core import runtime as runtimes
 from runenv.core.refs import ActorHandle, ObjectRef
-from runenv.core.runtime import CallOptions, FunctionSpec, Runtime
+from runenv.core.runtime import CallOptions, Engine, FunctionSpec, engine
+from runenv.errors import RunenvError, UsageError, UsageTypeError
 
 __all__ = [
     "ActorClass",
@@ -50,12 +51,15 @@ def init(
     """Start the embedded engine. ``runtime_env`` is the parent of every task and actor env."""
     with _init_lock:
         if runtimes.current() is not None:
-            raise RuntimeError("runenv.init() was already called; call runenv.shutdown() first")
+            raise RunenvError(
+                "runenv.init() was already called", hint="call runenv.shutdown() first"
+            )
         if address not in (None, "local"):
-            raise ValueError(f"address {address!r}: only the embedded engine exists for now")
-        from runenv.engine.local import LocalRuntime  # the driver side: not in workers
-
-        runtimes.install(LocalRuntime(runtime_env=runtime_env, num_cpus=num_cpus))
+            raise UsageError(
+                f"address {address!r}: only the embedded engine exists for now",
+                hint="leave address out (or pass 'local') to run on this machine",
+            )
+        runtimes.install(_start_engine(runtime_env=runtime_env, num_cpus=num_cpus))
 
 
 def is_initialized() -> bool:
@@ -64,23 +68,31 @@ def is_initialized() -> bool:
 
 def shutdown() -> None:
     """Stop every worker this driver started."""
-    runtime = runtimes.current()
-    if runtime is not None:
-        runtime.shutdown()
-        runtimes.install(None)
+    with _init_lock:
+        running = runtimes.current()
+        if running is not None:
+            running.shutdown()
+            runtimes.install(None)
 
 
-def _runtime() -> Runtime:
-    runtime = runtimes.current()
-    if runtime is None:
-        with _init_lock:  # two threads' first calls start one engine
-            if runtimes.current() is None:
-                from runenv.engine.local import LocalRuntime
+def _start_engine(runtime_env: Any = None, num_cpus: int | None = None) -> Engine:
+    from runenv.engine.local import LocalEngine  # the driver side: not in workers
 
-                runtimes.install(LocalRuntime())  # implicit on first use, as in Ray
-        runtime = runtimes.current()
-    assert runtime is not None
-    return runtime
+    return LocalEngine(runtime_env=runtime_env, num_cpus=num_cpus)
+
+
+def _running() -> Engine:
+    """The engine that made the refs being asked about: never a new one."""
+    running = runtimes.current()
+    if running is None:
+        raise RunenvError(
+            "runenv is not running: these refs belong to a session that was shut down",
+            hint="refs do not survive runenv.shutdown(); submit the work again after init()",
+        )
+    return running
+
+
+runtimes.set_starter(_start_engine)  # implicit on first use, as in Ray
 
 
 # --- remote functions and classes --------------------------------------------------------
@@ -99,7 +111,7 @@ class RemoteFunction:
     def remote(self, *args: Any, **kwargs: Any) -> ObjectRef:
         spec = self._spec or _spec_of(self._function)
         self._spec = spec  # pickled once, not with every call
-        return ObjectRef(_runtime().submit_task(spec, args, kwargs, self._options))
+        return ObjectRef(engine().submit_task(spec, args, kwargs, self._options))
 
     def options(self, **options: Any) -> RemoteFunction:
         copy = RemoteFunction(self._function, self._options.merged(**_checked(options)))
@@ -107,9 +119,9 @@ class RemoteFunction:
         return copy
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(
-            f"remote function {self.__name__} cannot be called directly; "
-            f"use {self.__name__}.remote(...)"
+        raise UsageTypeError(
+            f"remote function {self.__name__} cannot be called directly",
+            hint=f"use {self.__name__}.remote(...)",
         )
 
 
@@ -125,7 +137,7 @@ class ActorClass:
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         spec = self._spec or _spec_of(self._cls)
         self._spec = spec
-        actor_id = _runtime().create_actor(spec, args, kwargs, self._options)
+        actor_id = engine().create_actor(spec, args, kwargs, self._options)
         return ActorHandle(actor_id, self._cls.__name__, _public_methods(self._cls))
 
     def options(self, **options: Any) -> ActorClass:
@@ -157,7 +169,10 @@ def _make_remote(target: Any, options: CallOptions) -> RemoteFunction | ActorCla
         return ActorClass(target, options)
     if callable(target):
         return RemoteFunction(target, options)
-    raise TypeError(f"@runenv.remote takes a function or a class, not {type(target).__name__}")
+    raise UsageTypeError(
+        f"@runenv.remote takes a function or a class, not {type(target).__name__}",
+        hint="decorate a def or a class",
+    )
 
 
 # --- objects -----------------------------------------------------------------------------
@@ -172,9 +187,9 @@ def get(refs: Sequence[ObjectRef], *, timeout: float | None = None) -> list[Any]
 def get(refs: Any, *, timeout: float | None = None) -> Any:
     """The value(s) of one ObjectRef or a list of them; raises what the task raised."""
     if isinstance(refs, ObjectRef):
-        return _runtime().get([refs.id], timeout)[0]
+        return _running().get([refs.id], timeout)[0]
     ids = [_ref_id(ref) for ref in refs]
-    return _runtime().get(ids, timeout)
+    return _running().get(ids, timeout)
 
 
 def wait(
@@ -182,25 +197,31 @@ def wait(
 ) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """(ready, not ready): returns once ``num_returns`` are ready or ``timeout`` passes."""
     if num_returns > len(refs):
-        raise ValueError(f"num_returns={num_returns} is more than the {len(refs)} refs given")
+        raise UsageError(
+            f"num_returns={num_returns} is more than the {len(refs)} refs given",
+            hint="num_returns is at most len(refs)",
+        )
     by_id = {_ref_id(ref): ref for ref in refs}
     if len(by_id) != len(refs):
-        raise ValueError("wait() expects distinct ObjectRefs; the list repeats one")
-    ready, pending = _runtime().wait(list(by_id), num_returns, timeout)
+        raise UsageError(
+            "wait() expects distinct ObjectRefs; the list repeats one",
+            hint="pass each ref once (e.g. list(dict.fromkeys(refs)))",
+        )
+    ready, pending = _running().wait(list(by_id), num_returns, timeout)
     return [by_id[i] for i in ready], [by_id[i] for i in pending]
 
 
 def put(value: Any) -> ObjectRef:
-    return ObjectRef(_runtime().put(value))
+    return ObjectRef(engine().put(value))
 
 
 def get_actor(name: str) -> ActorHandle:
-    handle: ActorHandle = _runtime().get_actor(name)
+    handle: ActorHandle = engine().get_actor(name)
     return handle
 
 
 def kill(actor: ActorHandle) -> None:
-    _runtime().kill(actor._actor_id)
+    engine().kill(actor._actor_id)
 
 
 class RuntimeContext:
@@ -227,7 +248,7 @@ class RuntimeContext:
 
 
 def get_runtime_context() -> RuntimeContext:
-    return RuntimeContext(_runtime().runtime_context())
+    return RuntimeContext(engine().runtime_context())
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -238,8 +259,9 @@ _KNOWN_OPTIONS = set(CallOptions.__dataclass_fields__)
 def _checked(options: dict[str, Any]) -> dict[str, Any]:
     unknown = set(options) - _KNOWN_OPTIONS
     if unknown:
-        raise ValueError(
-            f"unknown option(s) {sorted(unknown)}; known: {', '.join(sorted(_KNOWN_OPTIONS))}"
+        raise UsageError(
+            f"unknown option(s) {sorted(unknown)}",
+            hint=f"known options: {', '.join(sorted(_KNOWN_OPTIONS))}",
         )
     return options
 
@@ -261,5 +283,8 @@ def _public_methods(cls: type) -> tuple[str, ...]:
 
 def _ref_id(ref: Any) -> str:
     if not isinstance(ref, ObjectRef):
-        raise TypeError(f"expected ObjectRef, got {type(ref).__name__}")
+        raise UsageTypeError(
+            f"expected ObjectRef, got {type(ref).__name__}",
+            hint="pass the refs that .remote() or put() returned",
+        )
     return ref.id

@@ -79,9 +79,23 @@ class ActorDiedError(RunenvError):
     """The actor's process is gone (it crashed, was killed, or its __init__ raised)."""
 
 
+class UsageError(RunenvError, ValueError):
+    """An API call with an argument that cannot work (an unknown actor name, a task that asks
+    for more CPUs than there are, ...); a ValueError too, as Ray raises."""
+
+
+class UsageTypeError(RunenvError, TypeError):
+    """An API call with an argument of the wrong type; a TypeError too, as Ray raises."""
+
+
 class GetTimeoutError(RunenvError, TimeoutError):
     """``get`` or ``wait`` ran out of time."""
 
 
 class RuntimeEnvSetupError(EnvSetupError):
     """The runtime env of a task or actor could not be set up; every waiting call gets this."""
+
+
+class UnknownFunctionError(RunenvError):
+    """A function or class sent by id that the driver no longer keeps; the sender resends it
+    with its pickle (internal: it never reaches users)."""

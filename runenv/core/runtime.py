@@ -1,11 +1,18 @@
-"""The runtime behind the API: the engine in the driver, or a client of it in a worker."""
+"""The engine behind the API: the embedded engine in the driver, or a client of it in a worker.
+
+``runenv/api.py`` talks only to the :class:`Engine` protocol; the Ray backend will be a second
+implementation. The driver's engine is started on first use by the starter the API registers,
+so this module (which workers import) needs nothing of the driver side.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from runenv.errors import RunenvError
 
 
 @dataclass(frozen=True)
@@ -34,22 +41,25 @@ class FunctionSpec:
     methods: tuple[str, ...] = ()  # for a class: the methods its actor handles offer
 
 
-class Runtime(Protocol):
+class Engine(Protocol):
+    """What runs tasks and actors and keeps their objects. Ids are strings; the API wraps them
+    in ObjectRef and ActorHandle."""
+
     def submit_task(
         self,
         function: FunctionSpec,
         args: Sequence[Any],
         kwargs: dict[str, Any],
         options: CallOptions,
-    ) -> Any: ...
+    ) -> str: ...
 
     def create_actor(
         self, cls: FunctionSpec, args: Sequence[Any], kwargs: dict[str, Any], options: CallOptions
-    ) -> Any: ...
+    ) -> str: ...
 
     def submit_actor_task(
         self, actor_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any]
-    ) -> Any: ...
+    ) -> str: ...
 
     def get(self, ids: Sequence[str], timeout: float | None) -> list[Any]: ...
 
@@ -69,14 +79,37 @@ class Runtime(Protocol):
 
 
 _lock = threading.Lock()
-_current: Runtime | None = None
+_current: Engine | None = None
+_starter: Callable[[], Engine] | None = None
 
 
-def current() -> Runtime | None:
+def current() -> Engine | None:
     return _current
 
 
-def install(runtime: Runtime | None) -> None:
+def install(engine: Engine | None) -> None:
     global _current
     with _lock:
-        _current = runtime
+        _current = engine
+
+
+def set_starter(starter: Callable[[], Engine]) -> None:
+    """How :func:`engine` starts one on first use (the driver's API registers the embedded
+    engine; in a worker the client is installed before any user code runs)."""
+    global _starter
+    _starter = starter
+
+
+def engine() -> Engine:
+    """The running engine, started on first use as in Ray."""
+    global _current
+    found = _current
+    if found is not None:
+        return found
+    with _lock:
+        if _current is None and _starter is not None:
+            _current = _starter()
+        found = _current
+    if found is None:
+        raise RunenvError("runenv is not running", hint="call runenv.init() first")
+    return found

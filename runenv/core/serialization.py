@@ -12,27 +12,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from runenv.core.protocol import dumps, loads
+from runenv.core.refs import collect_keys
 from runenv.errors import TaskError
 
 
 @dataclass
 class Blob:
-    """A pickled value: the pickle stream and its out-of-band buffers."""
+    """A pickled value: the pickle stream, its out-of-band buffers, and the keys of the handles
+    (ObjectRefs, ActorHandles) inside it, which stay alive while the value is kept."""
 
     stream: bytes
     buffers: list[Any]
+    refs: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The buffers travel out of band again when a Blob is inside a message.
-        return (Blob, (self.stream, [pickle.PickleBuffer(b) for b in self.buffers]))
+        buffers = [pickle.PickleBuffer(b) for b in self.buffers]
+        return (Blob, (self.stream, buffers, self.refs))
 
     def value(self) -> Any:
         return loads(self.stream, self.buffers)
 
 
 def to_blob(value: Any) -> Blob:
-    stream, buffers = dumps(value)
-    return Blob(stream, list(buffers))
+    with collect_keys() as keys:
+        stream, buffers = dumps(value)
+    return Blob(stream, list(buffers), tuple(keys))
 
 
 @dataclass

@@ -18,12 +18,15 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from runenv.core import messages
 from runenv.core import runtime as runtimes
 from runenv.core.protocol import Connection
-from runenv.core.refs import ActorHandle, ObjectRef
+from runenv.core.refs import ActorHandle, LocalCounts, ObjectRef
 from runenv.core.runtime import CallOptions, FunctionSpec
 from runenv.core.serialization import Blob, RemoteFailure, to_blob
-from runenv.errors import ActorDiedError
+from runenv.errors import ActorDiedError, RunenvError, UnknownFunctionError
+
+FLUSH_SECONDS = 0.5  # how often an idle worker tells the driver of handles it dropped
 
 # What the driver runs: ``-c BOOTSTRAP <front dir or ""> <back dir> <fd>``. In an isolated env
 # the front directory (runenv's worker side only) comes first, so no other ``runenv`` (say, a
@@ -46,21 +49,53 @@ def main(fd: int) -> None:
         os._exit(0)  # no atexit or thread joins: the driver owns this process's lifetime
 
 
-class Worker:
+class Outbox:
+    """Sends to the driver; before each message, the handles this process began or stopped
+    holding since the last one, so the driver learns of a hold before anything that relies
+    on it (a task's result, a request)."""
+
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self.client = WorkerClient(connection)
+        self.counts = LocalCounts()
+        self._lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self._lock:
+            changes = self.counts.drain()
+            if changes:
+                self.connection.send(messages.Holds(changes))
+            self.connection.send(message)
+
+    def flush(self) -> None:
+        with self._lock:
+            changes = self.counts.drain()
+            if changes:
+                self.connection.send(messages.Holds(changes))
+
+
+class Worker:
+    def __init__(self, connection: Connection) -> None:
+        self.outbox = Outbox(connection)
+        self.connection = connection
+        self.client = WorkerClient(self.outbox)
         self.functions: dict[str, Any] = {}
         self.actor: Any = None
         self.actor_failure: str | None = None  # why the actor's __init__ failed
-        self.work: queue.Queue[tuple[Any, ...] | None] = queue.Queue()
+        self.work: queue.Queue[messages.Work | None] = queue.Queue()
         self.pool: ThreadPoolExecutor | None = None
 
     def serve(self) -> None:
         reader = threading.Thread(target=self._read, name="runenv-reader", daemon=True)
         reader.start()
-        while (message := self.work.get()) is not None:
-            if self.pool is not None and message[0] == "actor_task":
+        while True:
+            try:
+                message = self.work.get(timeout=FLUSH_SECONDS)
+            except queue.Empty:
+                self.outbox.flush()  # handles dropped while idle reach the driver
+                continue
+            if message is None:
+                break
+            if self.pool is not None and isinstance(message, messages.RunActorTask):
                 self.pool.submit(self._run, message)
             else:
                 self._run(message)
@@ -69,41 +104,49 @@ class Worker:
         try:
             while True:
                 message = self.connection.receive()
-                kind = message[0]
-                if kind == "reply":
-                    self.client.resolve(message[1], message[2], message[3])
-                elif kind == "define":
-                    self.functions[message[1]] = message[2]
-                elif kind == "init":
-                    self.client.identity = message[1]
-                    concurrency = int(message[1].get("max_concurrency") or 1)
-                    if concurrency > 1:
-                        self.pool = ThreadPoolExecutor(concurrency, "runenv-actor")
-                elif kind == "exit":
-                    break
-                else:
-                    self.work.put(message)
+                match message:
+                    case messages.Reply(request_id, ok, payload):
+                        self.client.resolve(request_id, ok, payload)
+                    case messages.Define(function_id, pickled):
+                        self.functions[function_id] = pickled
+                    case messages.Init(identity):
+                        self._start(identity)
+                    case messages.Exit():
+                        break
+                    case _:
+                        self.work.put(message)
         except (EOFError, OSError):
             pass  # the driver is gone: so is this worker
         self.work.put(None)
 
-    def _run(self, message: tuple[Any, ...]) -> None:
-        kind, task_id = message[0], message[1]
+    def _start(self, identity: dict[str, Any]) -> None:
+        self.client.identity = identity
+        concurrency = int(identity.get("max_concurrency") or 1)
+        if concurrency > 1:
+            self.pool = ThreadPoolExecutor(concurrency, "runenv-actor")
+
+    def _run(self, message: messages.Work) -> None:
+        task_id = message.task_id
         self.client.local.task_id = task_id
         try:
-            if kind == "task":
-                result = self._call_function(message[2], message[3], message[4])
-            elif kind == "actor_create":
-                self.actor = self._create_actor(message[2], message[3], message[4])
-                result = None
-            else:
-                result = self._call_method(message[2], message[3], message[4])
-            reply: tuple[Any, ...] = ("done", task_id, to_blob(result))
+            reply: messages.Done | messages.Failed = messages.Done(
+                task_id, to_blob(self._call(message))
+            )
         except BaseException as error:  # everything the user's code raises goes back
-            reply = ("failed", task_id, RemoteFailure.capture(error))
+            reply = messages.Failed(task_id, RemoteFailure.capture(error))
         finally:
             self.client.local.task_id = None
-        self.connection.send(reply)
+        self.outbox.send(reply)
+
+    def _call(self, message: messages.Work) -> Any:
+        match message:
+            case messages.RunTask(_, function_id, args, kwargs):
+                return self._call_function(function_id, args, kwargs)
+            case messages.CreateActor(_, class_id, args, kwargs):
+                self.actor = self._create_actor(class_id, args, kwargs)
+                return None
+            case messages.RunActorTask(_, method, args, kwargs):
+                return self._call_method(method, args, kwargs)
 
     def _create_actor(self, class_id: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         try:
@@ -141,10 +184,10 @@ def _kw(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class WorkerClient:
-    """The Runtime inside a worker: each call is a request to the driver."""
+    """The engine inside a worker: each call is a request to the driver."""
 
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
         self.identity: dict[str, Any] = {}
         self.local = threading.local()
         self._counter = itertools.count()
@@ -170,15 +213,20 @@ class WorkerClient:
             request_id = next(self._counter)
             self._pending[request_id] = future
         caller = {"task_id": getattr(self.local, "task_id", None), "cwd": os.getcwd()}
-        self.connection.send(("request", request_id, operation, caller, payload))
+        self.outbox.send(messages.Request(request_id, operation, caller, payload))
         return future.result()
 
-    def _ship(self, spec: FunctionSpec) -> FunctionSpec:
-        """The spec to send: with its pickle the first time, by id afterwards."""
+    def _submit(self, operation: str, spec: FunctionSpec, *payload: Any) -> str:
+        """Send the spec with its pickle the first time, by id afterwards; once more with the
+        pickle if the driver has forgotten it (it keeps a bounded number)."""
         if spec.id in self._defined:
-            return FunctionSpec(spec.id, spec.name, b"", spec.methods)
+            try:
+                by_id = FunctionSpec(spec.id, spec.name, b"", spec.methods)
+                return str(self._request(operation, by_id, *payload))
+            except UnknownFunctionError:
+                pass
         self._defined.add(spec.id)
-        return spec
+        return str(self._request(operation, spec, *payload))
 
     def submit_task(
         self,
@@ -187,14 +235,12 @@ class WorkerClient:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> str:
-        packed = pack_arguments(args, kwargs)
-        return str(self._request("submit_task", self._ship(function), *packed, options))
+        return self._submit("submit_task", function, *pack_arguments(args, kwargs), options)
 
     def create_actor(
         self, cls: FunctionSpec, args: Sequence[Any], kwargs: dict[str, Any], options: CallOptions
     ) -> str:
-        packed = pack_arguments(args, kwargs)
-        return str(self._request("create_actor", self._ship(cls), *packed, options))
+        return self._submit("create_actor", cls, *pack_arguments(args, kwargs), options)
 
     def submit_actor_task(
         self, actor_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any]
@@ -226,7 +272,10 @@ class WorkerClient:
         return {**self.identity, "task_id": getattr(self.local, "task_id", None)}
 
     def shutdown(self) -> None:
-        raise RuntimeError("runenv.shutdown() is for the driver, not for tasks and actors")
+        raise RunenvError(
+            "runenv.shutdown() is for the driver, not for tasks and actors",
+            hint="return from the task instead",
+        )
 
 
 def pack_arguments(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:

@@ -1,8 +1,10 @@
 """The embedded engine: tasks and actors in worker processes on this machine.
 
-One scheduler thread hands out work; one reader thread per worker takes its replies. All state
-is guarded by one lock. Workers are pooled by env key and reused; each actor has its own worker.
-Values are kept serialized (:class:`Blob`) and deserialized only by whoever ``get``s them.
+It is wired from parts with one concern each — the object table (:mod:`.objects`), the CPU
+ledger (:mod:`.cpus`), the env registry (:mod:`.envs`), the worker pool (:mod:`.pool`) — and
+holds the scheduling between them. One scheduler thread hands out work; one reader thread per
+worker takes its messages. All state is guarded by one lock. Values stay serialized
+(:class:`Blob`) and are deserialized only by whoever ``get``s them.
 """
 
 from __future__ import annotations
@@ -14,95 +16,44 @@ import os
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runenv import settings
 from runenv.cache import ResourceCache
-from runenv.context import Context
-from runenv.core.refs import ActorHandle, ObjectRef
+from runenv.core import messages
+from runenv.core.refs import ACTOR_PREFIX, ActorHandle, LocalCounts
 from runenv.core.runtime import CallOptions, FunctionSpec
-from runenv.core.serialization import Blob, RemoteFailure, to_blob
+from runenv.core.serialization import Blob, to_blob
 from runenv.core.worker import pack_arguments
-from runenv.engine.workers import (
-    WorkerProcess,
-    bootstrap_directory,
-    start_worker,
-    stop_workers,
-)
+from runenv.engine.actors import Actor
+from runenv.engine.cpus import CpuLedger
+from runenv.engine.envs import EnvRegistry, EnvState
+from runenv.engine.objects import DRIVER, Failure, ObjectTable, StoredObject
+from runenv.engine.pool import WorkerPool
+from runenv.engine.tasks import Task, exception_of, setup_error, start_error
+from runenv.engine.workers import WorkerProcess, bootstrap_directory, stop_workers
 from runenv.errors import (
     ActorDiedError,
-    EnvSetupError,
     GetTimeoutError,
     RunenvError,
-    RuntimeEnvSetupError,
+    UnknownFunctionError,
+    UsageError,
     WorkerCrashedError,
 )
-from runenv.materialize import materialize
-from runenv.spec import RuntimeEnv, merge
+
+if TYPE_CHECKING:
+    from runenv.spec import RuntimeEnv
 
 logger = logging.getLogger(__name__)
 DEFAULT_MAX_RETRIES = 3  # for a worker that dies mid-task, as Ray's default
-
-Failure = RemoteFailure | RunenvError
-
-
-@dataclass
-class _Object:
-    blob: Blob | None = None
-    failure: Failure | None = None
-    where: str = ""
-
-    @property
-    def ready(self) -> bool:
-        return self.blob is not None or self.failure is not None
+MAX_FUNCTIONS = 1024  # function pickles kept for workers that send them by id
 
 
-@dataclass
-class _EnvState:
-    env: RuntimeEnv
-    context: Context | None = None
-    error: RunenvError | None = None
-
-
-@dataclass
-class _Task:
-    id: str  # also the id of its result object
-    kind: str  # "task", "actor_create", "actor_task"
-    where: str  # for error messages: "task f", "actor Counter.incr"
-    env: _EnvState
-    args: list[Any]
-    kwargs: dict[str, Any]
-    function: FunctionSpec | None = None
-    method: str | None = None
-    actor_id: str | None = None
-    num_cpus: float = 1.0
-    retries_left: int = 0
-    max_calls: int | None = None
-    cpus_held: bool = False
-
-
-@dataclass
-class _Actor:
-    id: str
-    name: str | None
-    handle: ActorHandle
-    env: _EnvState
-    max_concurrency: int
-    num_cpus: float
-    queue: deque[_Task] = field(default_factory=deque)
-    worker: WorkerProcess | None = None
-    dead: str | None = None  # why it died
-    cpus_held: bool = False  # its num_cpus, taken while its worker lives (Ray's semantics)
-    in_flight: dict[str, _Task] = field(default_factory=dict)
-
-
-class LocalRuntime:
-    """The driver-side runtime behind ``runenv.init()``."""
+class LocalEngine:
+    """The driver-side engine behind ``runenv.init()``."""
 
     def __init__(self, runtime_env: Any = None, num_cpus: int | None = None) -> None:
         # A job's driver (run by `runenv job submit`) gets its job id and env from its
@@ -111,39 +62,38 @@ class LocalRuntime:
         inherited = os.environ.get("RUNENV_JOB_RUNTIME_ENV")
         if runtime_env is None and inherited:
             runtime_env = json.loads(inherited)
-        self.job_env = _as_env(runtime_env, Path.cwd()) if runtime_env else RuntimeEnv()
-        self.total_cpus = float(num_cpus or os.cpu_count() or 1)
-        self.free_cpus = self.total_cpus
-        self.idle_seconds = settings.worker_idle_seconds()
+        self.job_env = _as_env(runtime_env, Path.cwd()) if runtime_env else None
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._objects: dict[str, _Object] = {}
-        self._pending: deque[_Task] = deque()
-        self._functions: dict[str, FunctionSpec] = {}
-        self._envs: dict[str, _EnvState] = {}
-        self._idle: dict[str, list[WorkerProcess]] = {}
-        self._workers: dict[str, WorkerProcess] = {}
-        self._running: dict[str, _Task] = {}  # by worker id
-        self._actors: dict[str, _Actor] = {}
+        self._counts = LocalCounts()  # the driver's own handles
+        self.objects = ObjectTable()
+        self.cpus = CpuLedger(float(num_cpus or os.cpu_count() or 1))
+        self.envs = EnvRegistry(self._notify, self._lock)
+        self._bootstrap_lease = None
+        bootstrap, self._bootstrap_lease = bootstrap_directory(ResourceCache())
+        idle = settings.worker_idle_seconds()
+        self.pool = WorkerPool(bootstrap, self._on_message, self._on_exit, idle, self.job_id)
+        self._pending: deque[Task] = deque()
+        self._actors: dict[str, Actor] = {}
         self._named: dict[str, str] = {}
-        self._worker_env: dict[str, _EnvState] = {}  # by worker id, for nested work
+        self._functions: OrderedDict[str, FunctionSpec] = OrderedDict()
         self._closed = False
-        self._cache = ResourceCache()
-        self._bootstrap, self._bootstrap_lease = bootstrap_directory(self._cache)
-        self._setups = ThreadPoolExecutor(4, thread_name_prefix="runenv-setup")
+        with self._lock:
+            self._job_state = self.envs.acquire(self.job_env)  # held for the engine's life
+        self._prestart = True  # one worker of the job env, started ahead of the first task
         self._scheduler = threading.Thread(
             target=self._schedule_loop, name="runenv-scheduler", daemon=True
         )
         self._scheduler.start()
         atexit.register(self.shutdown)
-        if not self.job_env.is_empty() and self.job_env.config.eager_install:
+        if self.job_env is not None and self.job_env.config.eager_install:
             try:  # set the job env up now, not at the first task
-                self._wait_env(self._env_state(self.job_env))
+                self._wait_env(self._job_state)
             except BaseException:
                 self.shutdown()
                 raise
 
-    # --- the Runtime protocol -----------------------------------------------------------
+    # --- the Engine protocol -----------------------------------------------------------------
 
     def submit_task(
         self,
@@ -165,13 +115,13 @@ class LocalRuntime:
         self, actor_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> str:
         packed_args, packed_kwargs = pack_arguments(args, kwargs)
-        return self._submit_actor_task(actor_id, method, packed_args, packed_kwargs)
+        return self._submit_actor_task(actor_id, method, packed_args, packed_kwargs, None)
 
     def get(self, ids: Sequence[str], timeout: float | None) -> list[Any]:
         values = []
         for item in self._wait_ready(ids, timeout):
             if item.failure is not None:
-                raise _exception(item.failure, item.where)
+                raise exception_of(item.failure, item.where)
             assert item.blob is not None
             values.append(item.blob.value())
         return values
@@ -179,32 +129,37 @@ class LocalRuntime:
     def wait(
         self, ids: Sequence[str], num_returns: int, timeout: float | None
     ) -> tuple[list[str], list[str]]:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _deadline(timeout)
         with self._changed:
+            self._drain_handles()
             while True:
-                ready = [i for i in ids if self._object(i).ready]
+                ready = [i for i in ids if self.objects.get(i).ready][:num_returns]
                 if len(ready) >= num_returns or _expired(deadline):
-                    ready = ready[:num_returns] if len(ready) > num_returns else ready
                     chosen = set(ready)
                     return ready, [i for i in ids if i not in chosen]
                 self._changed.wait(_remaining(deadline))
 
     def put(self, value: Any) -> str:
-        return self._put_blob(to_blob(value))
+        return self._put_blob(to_blob(value), None)
 
     def get_actor(self, name: str) -> ActorHandle:
         with self._lock:
             actor_id = self._named.get(name)
             if actor_id is None:
-                raise ValueError(f"no actor named {name!r}")
-            return self._actors[actor_id].handle
+                raise UsageError(
+                    f"no actor named {name!r}",
+                    hint="create it with Cls.options(name=...).remote() first; "
+                    "a killed or dead actor's name is free again",
+                )
+            actor = self._actors[actor_id]
+            return ActorHandle(actor.id, actor.class_name, actor.methods)
 
     def kill(self, actor_id: str) -> None:
         with self._lock:
             actor = self._actors.get(actor_id)
             worker = actor.worker if actor else None
-        if actor is not None:
-            self._actor_died(actor, "the actor was killed with runenv.kill()")
+            if actor is not None:
+                self._actor_died(actor, "the actor was killed with runenv.kill()")
         if worker is not None:
             worker.process.kill()
             worker.process.wait()  # gone when kill() returns
@@ -214,7 +169,7 @@ class LocalRuntime:
             "job_id": self.job_id,
             "task_id": None,
             "actor_id": None,
-            "runtime_env": self.job_env.to_dict(),
+            "runtime_env": self._job_state.as_dict(),
         }
 
     def shutdown(self) -> None:
@@ -222,20 +177,36 @@ class LocalRuntime:
             if self._closed:
                 return
             self._closed = True
-            workers = list(self._workers.values())
-            for item in self._objects.values():
-                if not item.ready:  # nobody waits for ever on work that will never run
-                    item.failure = RunenvError(
-                        f"{item.where}: runenv was shut down before it finished",
-                        hint="call runenv.get() before runenv.shutdown()",
-                    )
+            # Nobody waits for ever on work that will never run.
+            self.objects.fail_unfinished(_shut_down_error)
+            workers = self.pool.drain()
             self._changed.notify_all()
         stop_workers(workers)
-        self._setups.shutdown(wait=False, cancel_futures=True)
-        self._bootstrap_lease.release()
+        self._scheduler.join()
+        with self._lock:
+            self.envs.close()
+            self._pending.clear()
+            self._actors.clear()
+            self._named.clear()
+            self._functions.clear()
+        if self._bootstrap_lease is not None:
+            self._bootstrap_lease.release()
         atexit.unregister(self.shutdown)
 
-    # --- submitting -----------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """The size of each table: what a long-running driver must not let grow."""
+        with self._lock:
+            self._drain_handles()
+            return {
+                "objects": len(self.objects),
+                "actors": len(self._actors),
+                "envs": len(self.envs),
+                "workers": len(self.pool),
+                "functions": len(self._functions),
+                "pending": len(self._pending),
+            }
+
+    # --- submitting ------------------------------------------------------------------------
 
     def _submit_task(
         self,
@@ -243,31 +214,34 @@ class LocalRuntime:
         args: list[Any],
         kwargs: dict[str, Any],
         options: CallOptions,
-        parent: _EnvState | None,
+        parent: EnvState | None,
         base_dir: Path,
+        holder: str | None = None,
     ) -> str:
-        if options.num_cpus is not None and options.num_cpus > self.total_cpus:
-            raise ValueError(
-                f"num_cpus={options.num_cpus} is more than this engine has ({self.total_cpus:g}): "
-                "the task could never run"
+        num_cpus = 1.0 if options.num_cpus is None else float(options.num_cpus)
+        if num_cpus > self.cpus.total:
+            raise UsageError(
+                f"num_cpus={num_cpus:g} is more than this engine has ({self.cpus.total:g}): "
+                "the task could never run",
+                hint="lower num_cpus, or runenv.init(num_cpus=...) with more",
             )
         env = self._child_env(options.runtime_env, parent, base_dir)
         with self._changed:
             self._check_open()
+            self._drain_handles()
             function = self._remember(function)
-            task = _Task(
-                id=uuid.uuid4().hex,
-                kind="task",
-                where=f"task {function.name}",
-                env=self._env_state(env),
-                args=args,
-                kwargs=kwargs,
+            task = Task.new(
+                messages.RunTask,
+                f"task {function.name}",
+                self.envs.acquire(env),
+                args,
+                kwargs,
                 function=function,
-                num_cpus=1.0 if options.num_cpus is None else float(options.num_cpus),
+                num_cpus=num_cpus,
                 retries_left=_retries(options),
                 max_calls=options.max_calls,
             )
-            self._objects[task.id] = _Object(where=task.where)
+            self.objects.create(task.id, task.where, holder)
             self._pending.append(task)
             self._changed.notify_all()
         return task.id
@@ -278,283 +252,267 @@ class LocalRuntime:
         args: list[Any],
         kwargs: dict[str, Any],
         options: CallOptions,
-        parent: _EnvState | None,
+        parent: EnvState | None,
         base_dir: Path,
+        holder: str | None = None,
     ) -> str:
         env = self._child_env(options.runtime_env, parent, base_dir)
         with self._changed:
             self._check_open()
+            self._drain_handles()
             if options.name is not None and options.name in self._named:
-                raise ValueError(f"an actor named {options.name!r} already exists")
+                raise UsageError(
+                    f"an actor named {options.name!r} already exists",
+                    hint="use runenv.get_actor(name), or pick another name",
+                )
             cls = self._remember(cls)
-            actor_id = uuid.uuid4().hex[:16]
-            methods = cls.methods
-            state = self._env_state(env)
-            actor = _Actor(
-                id=actor_id,
-                name=options.name,
-                handle=ActorHandle(actor_id, cls.name, methods),
-                env=state,
-                max_concurrency=options.max_concurrency or 1,
-                num_cpus=0.0 if options.num_cpus is None else float(options.num_cpus),
-            )
-            create = _Task(
-                uuid.uuid4().hex,
-                "actor_create",
+            actor = Actor.new(cls, options, self.envs.acquire(env))
+            if holder is not None:
+                actor.holders.add(holder)
+            create = Task.new(
+                messages.CreateActor,
                 f"actor {cls.name}",
-                state,
+                actor.env,
                 args,
                 kwargs,
                 function=cls,
-                actor_id=actor_id,
+                actor_id=actor.id,
             )
-            self._objects[create.id] = _Object(where=create.where)
-            actor.queue.append(create)
-            self._actors[actor_id] = actor
-            if options.name is not None:
-                self._named[options.name] = actor_id
+            actor.queue.append(create)  # its outcome is the actor's, not an object's
+            self._actors[actor.id] = actor
+            if actor.name is not None:
+                self._named[actor.name] = actor.id
             self._changed.notify_all()
-        return actor_id
+        return actor.id
 
     def _submit_actor_task(
-        self, actor_id: str, method: str, args: list[Any], kwargs: dict[str, Any]
+        self,
+        actor_id: str,
+        method: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        holder: str | None,
     ) -> str:
         with self._changed:
+            self._drain_handles()
             actor = self._actors.get(actor_id)
             if actor is None:
-                raise ValueError(f"unknown actor {actor_id}")
-            class_name = actor.handle._class_name
-            task = _Task(
-                uuid.uuid4().hex,
-                "actor_task",
-                f"actor {class_name}.{method}",
+                raise RunenvError(
+                    f"unknown actor {actor_id}",
+                    hint="actor handles do not survive runenv.shutdown()",
+                )
+            task = Task.new(
+                messages.RunActorTask,
+                f"actor {actor.class_name}.{method}",
                 actor.env,
                 args,
                 kwargs,
                 method=method,
                 actor_id=actor_id,
             )
-            self._objects[task.id] = _Object(where=task.where)
+            self.objects.create(task.id, task.where, holder)
             if actor.dead is not None:
-                self._fail(task.id, ActorDiedError(f"{task.where}: the actor died: {actor.dead}"))
+                self._fail_task(task, ActorDiedError(f"{task.where}: the actor died: {actor.dead}"))
             else:
                 actor.queue.append(task)
                 self._changed.notify_all()
         return task.id
 
-    def _put_blob(self, blob: Blob) -> str:
+    def _put_blob(self, blob: Blob, holder: str | None) -> str:
         object_id = uuid.uuid4().hex
         with self._changed:
-            self._objects[object_id] = _Object(blob=blob, where="put")
+            self._check_open()
+            self._drain_handles()
+            self.objects.create(object_id, "put", holder)
+            self.objects.fulfil(object_id, blob)
             self._changed.notify_all()
         return object_id
 
     def _remember(self, spec: FunctionSpec) -> FunctionSpec:
         if spec.pickled:
-            self._functions.setdefault(spec.id, spec)
+            self._functions[spec.id] = spec
+            self._functions.move_to_end(spec.id)
+            while len(self._functions) > MAX_FUNCTIONS:
+                self._functions.popitem(last=False)
+            return spec
         known = self._functions.get(spec.id)
         if known is None:
-            raise RuntimeError(f"unknown function {spec.name} ({spec.id})")
+            raise UnknownFunctionError(f"unknown function {spec.name} ({spec.id})")
         return known
 
     def _child_env(
-        self, requested: dict[str, Any] | None, parent: _EnvState | None, base_dir: Path
-    ) -> RuntimeEnv:
+        self, requested: dict[str, Any] | None, parent: EnvState | None, base_dir: Path
+    ) -> RuntimeEnv | None:
         parent_env = parent.env if parent is not None else self.job_env
         if not requested:
             return parent_env
-        return merge(parent_env, _as_env(requested, base_dir))
+        from runenv.spec import merge
 
-    # --- envs -----------------------------------------------------------------------------
+        child = _as_env(requested, base_dir)
+        env = merge(parent_env, child) if parent_env is not None else child
+        return None if env.is_empty() else env
 
-    def _env_state(self, env: RuntimeEnv) -> _EnvState:
-        key = env.canonical_json()
-        with self._lock:
-            state = self._envs.get(key)
-            if state is None:  # a new env: set it up once, in the background
-                state = self._envs[key] = _EnvState(env)
-                self._setups.submit(self._set_up, state)
-            return state
+    # --- envs ------------------------------------------------------------------------------
 
-    def _set_up(self, state: _EnvState) -> None:
-        try:
-            context = materialize(state.env)
-            error = None
-        except RunenvError as failure:
-            context, error = None, failure
-        except Exception as failure:  # a bug, but it must fail the tasks, not hang them
-            context, error = None, RunenvError(f"internal error setting up the env: {failure!r}")
+    def _notify(self) -> None:
         with self._changed:
-            state.context, state.error = context, error
             self._changed.notify_all()
 
-    def _wait_env(self, state: _EnvState) -> None:
+    def _wait_env(self, state: EnvState) -> None:
         with self._changed:
-            while state.context is None and state.error is None:
+            while not state.settled:
                 self._changed.wait()
         if state.error is not None:
             raise state.error
 
-    # --- scheduling -----------------------------------------------------------------------
+    # --- handles ---------------------------------------------------------------------------
+
+    def _drain_handles(self) -> None:
+        """Apply what the driver's own handles did since the last call (lock held)."""
+        while changes := self._counts.drain():
+            self._apply_holds(DRIVER, changes)
+
+    def _apply_holds(self, holder: str, changes: list[tuple[str, int]]) -> None:
+        for key, delta in changes:
+            if key.startswith(ACTOR_PREFIX):
+                actor = self._actors.get(key.removeprefix(ACTOR_PREFIX))
+                if actor is not None:
+                    self._hold_actor(actor, holder, delta)
+            elif delta > 0:
+                self.objects.hold(key, holder)
+            else:
+                self.objects.release(key, holder)
+
+    def _hold_actor(self, actor: Actor, holder: str, delta: int) -> None:
+        if delta > 0:
+            actor.holders.add(holder)
+            return
+        actor.holders.discard(holder)
+        if actor.holders or actor.name is not None:
+            return  # named actors live until killed, as their name can find them
+        if actor.dead is not None:
+            self._forget_actor(actor)
+        else:
+            actor.out_of_scope = True  # stops once its queued calls are done
+            self._changed.notify_all()
+
+    # --- scheduling ------------------------------------------------------------------------
 
     def _schedule_loop(self) -> None:
         with self._changed:
             while not self._closed:
                 try:
+                    self._drain_handles()
+                    self._prestart_worker()
                     self._dispatch_tasks()
                     self._dispatch_actors()
-                    self._reap_idle_workers()
+                    self.pool.retire_idle()
                 except Exception:  # a bug must not stop all scheduling: say it, go on
                     logger.exception("runenv scheduler error")
-                self._changed.wait(min(1.0, self.idle_seconds))
+                self._changed.wait(min(1.0, self.pool.idle_seconds))
+
+    def _prestart_worker(self) -> None:
+        state = self._job_state
+        if self._prestart and state.settled:
+            self._prestart = False
+            if state.context is not None and not self._pending:
+                self.pool.give_back(self._start_worker(state))
 
     def _dispatch_tasks(self) -> None:
-        waiting: deque[_Task] = deque()
+        waiting: deque[Task] = deque()
         while self._pending:
-            if self.free_cpus <= 1e-9:  # nothing more can start: keep the rest as it is
+            if self.cpus.exhausted():  # nothing more can start: keep the rest as it is
                 waiting.extend(self._pending)
                 break
             task = self._pending.popleft()
             try:
                 started = self._try_dispatch(task)
             except Exception as error:  # e.g. the env's interpreter cannot start
-                self._fail(task.id, _start_error(task, error))
+                self._fail_task(task, start_error(task, error))
                 continue
             if not started:
                 waiting.append(task)
         self._pending = waiting
 
-    def _try_dispatch(self, task: _Task) -> bool:
+    def _try_dispatch(self, task: Task) -> bool:
         """Start ``task`` now if it can; True when it was started or failed for good."""
         failure = self._failed_dependency(task)
         if failure is not None:
-            self._fail(task.id, failure)
+            self._fail_task(task, failure)
             return True
-        if not self._dependencies_ready(task) or not self._env_ready(task):
+        if not self._dependencies_ready(task) or not task.env.settled:
             return False
         if task.env.error is not None:
-            self._fail(task.id, _setup_error(task, task.env.error))
+            self._fail_task(task, setup_error(task, task.env.error))
             return True
-        if task.num_cpus > self.free_cpus + 1e-9:
+        if not self.cpus.take(task.id, task.num_cpus):
             return False
-        worker = self._idle_worker(task.env)
-        if not self._send_task(worker, task):
+        worker = self.pool.take_idle(task.env) or self._start_worker(task.env)
+        if not self._send(worker, task):
+            self.cpus.give(task.id)
             return False
-        self.free_cpus -= task.num_cpus
-        task.cpus_held = True
+        worker.task = task
         return True
 
     def _dispatch_actors(self) -> None:
         for actor in list(self._actors.values()):
             while actor.queue and actor.dead is None:
-                task = actor.queue[0]
-                failure = self._failed_dependency(task)
-                if failure is not None:
-                    actor.queue.popleft()
-                    self._fail(task.id, failure)
-                    continue
-                if not self._dependencies_ready(task) or not self._env_ready(task):
+                if not self._dispatch_actor_call(actor):
                     break
-                if actor.env.error is not None:
-                    self._actor_died(actor, str(_setup_error(task, actor.env.error)))
-                    break
-                if actor.worker is None:
-                    if actor.num_cpus > self.free_cpus + 1e-9:
-                        break  # waits for CPUs like a task would
-                    self.free_cpus -= actor.num_cpus
-                    actor.cpus_held = True
-                    try:
-                        actor.worker = self._start_worker(actor.env, actor)
-                    except Exception as error:
-                        self._actor_died(actor, str(_start_error(task, error)))
-                        break
-                actor.queue.popleft()
-                actor.in_flight[task.id] = task
-                self._send_task(actor.worker, task)
+            if actor.idle_out_of_scope():
+                self._actor_died(actor, "no handle to it is left")
 
-    def _send_task(self, worker: WorkerProcess, task: _Task) -> bool:
-        function = task.function
-        if function is not None and function.id not in worker.defined:
-            worker.send(("define", function.id, function.pickled))
-            worker.defined.add(function.id)
-        args = [self._resolve(arg) for arg in task.args]
-        kwargs = {name: self._resolve(value) for name, value in task.kwargs.items()}
-        if task.kind == "actor_task":
-            message: tuple[Any, ...] = ("actor_task", task.id, task.method, args, kwargs)
-        else:
-            assert function is not None
-            message = (task.kind, task.id, function.id, args, kwargs)
-        if not worker.send(message):
+    def _dispatch_actor_call(self, actor: Actor) -> bool:
+        """Send the actor its next call; False when it has to wait."""
+        task = actor.queue[0]
+        failure = self._failed_dependency(task)
+        if failure is not None:
+            actor.queue.popleft()
+            self._fail_task(task, failure)
+            return True
+        if not self._dependencies_ready(task) or not actor.env.settled:
             return False
-        if task.kind == "task":
-            worker.task_id = task.id
-            self._running[worker.worker_id] = task
+        if actor.env.error is not None:
+            self._actor_died(actor, str(setup_error(task, actor.env.error)))
+            return False
+        if actor.worker is None:
+            if not self.cpus.take(actor.key, actor.num_cpus):
+                return False  # waits for CPUs like a task would
+            try:
+                actor.worker = self._start_worker(actor.env, actor)
+            except Exception as error:
+                self._actor_died(actor, str(start_error(task, error)))
+                return False
+        actor.queue.popleft()
+        actor.in_flight[task.id] = task
+        self._send(actor.worker, task)
         return True
 
-    def _idle_worker(self, env: _EnvState) -> WorkerProcess:
-        assert env.context is not None
-        idle = self._idle.get(env.context.env_key, [])
-        while idle:
-            worker = idle.pop()
-            if worker.alive:
-                return worker
-        return self._start_worker(env, None)
+    def _send(self, worker: WorkerProcess, task: Task) -> bool:
+        function = task.function
+        if function is not None and function.id not in worker.defined:
+            worker.send(messages.Define(function.id, function.pickled))
+            worker.defined.add(function.id)
+        resolved = {i: self.objects.get(i).blob for i in task.dependencies()}
+        return worker.send(task.message(resolved))
 
-    def _start_worker(self, env: _EnvState, actor: _Actor | None) -> WorkerProcess:
-        assert env.context is not None
-        worker_id = f"worker-{uuid.uuid4().hex[:8]}"
-        worker = start_worker(
-            worker_id, env.context, self._bootstrap, self._on_message, self._on_exit
-        )
-        identity = {
-            "job_id": self.job_id,
-            "worker_id": worker_id,
-            "actor_id": actor.id if actor else None,
-            "runtime_env": env.env.to_dict(),
-            "max_concurrency": actor.max_concurrency if actor else 1,
-        }
-        worker.send(("init", identity))
-        worker.actor_id = actor.id if actor else None
-        self._workers[worker_id] = worker
-        self._worker_env[worker_id] = env
+    def _start_worker(self, env: EnvState, actor: Actor | None = None) -> WorkerProcess:
+        if actor is None:
+            worker = self.pool.start(env)
+        else:
+            worker = self.pool.start(env, actor.id, actor.max_concurrency)
+        env.users += 1  # the worker's own use, given back when it exits
         return worker
 
-    def _reap_idle_workers(self) -> None:
-        now = time.monotonic()
-        for key, idle in list(self._idle.items()):
-            keep = [w for w in idle if w.alive and now - w.idle_since < self.idle_seconds]
-            for worker in idle:
-                if worker not in keep and worker.alive:
-                    worker.alive = False
-                    worker.send(("exit",))
-            self._idle[key] = keep
+    # --- objects ---------------------------------------------------------------------------
 
-    # --- objects ----------------------------------------------------------------------------
+    def _dependencies_ready(self, task: Task) -> bool:
+        return all(self.objects.get(i).ready for i in task.dependencies())
 
-    def _object(self, object_id: str) -> _Object:
-        found = self._objects.get(object_id)
-        if found is None:
-            raise ValueError(f"unknown object {object_id}")
-        return found
-
-    def _resolve(self, arg: Any) -> Any:
-        if isinstance(arg, ObjectRef):
-            blob = self._objects[arg.id].blob
-            assert blob is not None
-            return blob
-        return arg
-
-    def _dependencies(self, task: _Task) -> list[str]:
-        values = [*task.args, *task.kwargs.values()]
-        return [value.id for value in values if isinstance(value, ObjectRef)]
-
-    def _dependencies_ready(self, task: _Task) -> bool:
-        return all(self._object(i).ready for i in self._dependencies(task))
-
-    def _failed_dependency(self, task: _Task) -> Failure | None:
-        for object_id in self._dependencies(task):
-            found = self._objects.get(object_id)
-            if found is None:  # e.g. a ref kept from before shutdown() and init()
+    def _failed_dependency(self, task: Task) -> Failure | None:
+        for object_id in task.dependencies():
+            found = self.objects.find(object_id)
+            if found is None:  # a ref kept from before shutdown() and init()
                 return RunenvError(
                     f"{task.where}: an argument is an ObjectRef this runenv session never made",
                     hint="refs do not survive runenv.shutdown(); pass values, or new refs",
@@ -563,199 +521,209 @@ class LocalRuntime:
                 return found.failure
         return None
 
-    def _env_ready(self, task: _Task) -> bool:
-        return task.env.context is not None or task.env.error is not None
-
-    def _wait_ready(self, ids: Sequence[str], timeout: float | None) -> list[_Object]:
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _wait_ready(self, ids: Sequence[str], timeout: float | None) -> list[StoredObject]:
+        deadline = _deadline(timeout)
         with self._changed:
-            while not all(self._object(i).ready for i in ids):
+            self._drain_handles()
+            while not all(self.objects.get(i).ready for i in ids):
                 if _expired(deadline):
                     raise GetTimeoutError(
                         f"get timed out after {timeout} s", hint="raise the timeout, or use wait()"
                     )
                 self._changed.wait(_remaining(deadline))
-            return [self._objects[i] for i in ids]
+            return [self.objects.get(i) for i in ids]
 
-    def _fail(self, object_id: str, failure: Failure) -> None:
-        self._objects[object_id].failure = failure
+    def _fail_task(self, task: Task, failure: Failure) -> None:
+        self.objects.fail(task.id, failure)
+        self._finish(task)
         self._changed.notify_all()
 
-    # --- worker messages (reader threads) ----------------------------------------------------
+    def _finish(self, task: Task) -> None:
+        """A task is over (done or failed for good): what it held goes."""
+        if task.finish() and task.counts_env_use:
+            self.envs.release(task.env)
+
+    # --- worker messages (reader threads) --------------------------------------------------
 
     def _on_message(self, worker: WorkerProcess, message: Any) -> None:
-        kind = message[0]
-        if kind == "request":
-            # A nested get may wait for long: each request gets its own thread, so any depth
-            # of nesting can wait at once without starving the others.
-            threading.Thread(target=self._answer, args=(worker, *message[1:]), daemon=True).start()
-            return
-        task_id = message[1]
-        with self._changed:
-            item = self._objects.get(task_id)
-            if item is not None and not item.ready:  # not already failed by the driver
-                if kind == "done":
-                    item.blob = message[2]
-                else:
-                    item.failure = message[2]
-            if worker.actor_id is not None:
-                self._actor_reply(worker.actor_id, task_id, kind)
-            else:
-                self._task_finished(worker)
-            self._changed.notify_all()
+        match message:
+            case messages.Request():
+                # A nested get may wait for long: each request gets its own thread, so any
+                # depth of nesting can wait at once without starving the others.
+                threading.Thread(target=self._answer, args=(worker, message), daemon=True).start()
+            case messages.Holds(changes):
+                with self._changed:
+                    self._apply_holds(worker.worker_id, changes)
+            case messages.Done(task_id, result):
+                with self._changed:
+                    self.objects.fulfil(task_id, result)
+                    self._completed(worker, task_id, None)
+            case messages.Failed(task_id, failure):
+                with self._changed:
+                    self.objects.fail(task_id, failure)
+                    self._completed(worker, task_id, failure)
+
+    def _completed(self, worker: WorkerProcess, task_id: str, failure: Failure | None) -> None:
+        if worker.actor_id is not None:
+            self._actor_reply(worker.actor_id, task_id, failure)
+        else:
+            self._task_finished(worker)
+        self._changed.notify_all()
 
     def _task_finished(self, worker: WorkerProcess) -> None:
-        task = self._running.pop(worker.worker_id, None)
-        worker.task_id = None
-        if task is not None and task.cpus_held:
-            self.free_cpus += task.num_cpus
-        worker.calls += 1
-        if task is not None and task.max_calls is not None and worker.calls >= task.max_calls:
-            worker.alive = False
-            worker.send(("exit",))
+        task: Task | None = worker.task
+        worker.task = None
+        if task is None:
             return
-        worker.idle_since = time.monotonic()
-        self._idle.setdefault(worker.env_key, []).append(worker)
+        self.cpus.give(task.id)
+        self._finish(task)
+        worker.calls += 1
+        if task.max_calls is not None and worker.calls >= task.max_calls:
+            self.pool.retire(worker)
+        elif not self._closed:
+            self.pool.give_back(worker)
 
-    def _actor_reply(self, actor_id: str, task_id: str, kind: str) -> None:
-        actor = self._actors[actor_id]
+    def _actor_reply(self, actor_id: str, task_id: str, failure: Failure | None) -> None:
+        actor = self._actors.get(actor_id)
+        if actor is None:
+            return
         task = actor.in_flight.pop(task_id, None)
-        if task is not None and task.kind == "actor_create" and kind == "failed":
-            failure = self._objects[task_id].failure
-            reason = f"its __init__ raised: {_exception(failure, task.where)}" if failure else ""
-            self._actor_died(actor, reason)
+        if task is None:
+            return
+        self._finish(task)
+        if task.kind is messages.CreateActor and failure is not None:
+            error = exception_of(failure, task.where)
+            self._actor_died(actor, f"its __init__ raised: {error}")
             if actor.worker is not None:
                 actor.worker.process.kill()
 
     def _on_exit(self, worker: WorkerProcess) -> None:
         with self._changed:
-            self._workers.pop(worker.worker_id, None)
-            self._worker_env.pop(worker.worker_id, None)
+            if self.pool.forget(worker) and worker.env is not None:
+                self.envs.release(worker.env)
+            self.objects.release_all(worker.worker_id)
+            for actor in list(self._actors.values()):
+                if worker.worker_id in actor.holders:
+                    self._hold_actor(actor, worker.worker_id, -1)
             code = worker.process.returncode
-            if worker.actor_id is not None:
-                actor = self._actors.get(worker.actor_id)
-                if actor is not None and actor.dead is None:
-                    self._actor_died(actor, f"its process exited (exit code {code})")
-            task = self._running.pop(worker.worker_id, None)
+            own_actor = self._actors.get(worker.actor_id or "")
+            if own_actor is not None and own_actor.dead is None:
+                self._actor_died(own_actor, f"its process exited (exit code {code})")
+            task: Task | None = worker.task
+            worker.task = None
             if task is not None and not self._closed:
                 self._worker_lost(task, code)
             self._changed.notify_all()
 
-    def _worker_lost(self, task: _Task, code: int | None) -> None:
-        if task.cpus_held:
-            self.free_cpus += task.num_cpus
-            task.cpus_held = False
+    def _worker_lost(self, task: Task, code: int | None) -> None:
+        self.cpus.give(task.id)
         if task.retries_left > 0:
             task.retries_left -= 1
             self._pending.appendleft(task)
             return
-        self._fail(
-            task.id,
+        self._fail_task(
+            task,
             WorkerCrashedError(
                 f"{task.where}: the worker running it died (exit code {code})",
                 hint="set max_retries to retry it; look for os._exit, signals, native crashes",
             ),
         )
 
-    def _actor_died(self, actor: _Actor, reason: str) -> None:
-        with self._changed:
-            if actor.dead is not None:
-                return
-            actor.dead = reason
-            if actor.cpus_held:
-                self.free_cpus += actor.num_cpus
-                actor.cpus_held = False
-            if actor.name is not None:
-                self._named.pop(actor.name, None)
-            for task in [*actor.in_flight.values(), *actor.queue]:
-                item = self._objects[task.id]
-                if not item.ready:
-                    self._fail(task.id, ActorDiedError(f"{task.where}: the actor died: {reason}"))
-            actor.in_flight.clear()
-            actor.queue.clear()
-            self._changed.notify_all()
+    def _actor_died(self, actor: Actor, reason: str) -> None:
+        if actor.dead is not None:
+            return
+        actor.dead = reason
+        self.cpus.give(actor.key)
+        if actor.name is not None and self._named.get(actor.name) == actor.id:
+            del self._named[actor.name]
+        for task in [*actor.in_flight.values(), *actor.queue]:
+            self._fail_task(task, ActorDiedError(f"{task.where}: the actor died: {reason}"))
+        actor.in_flight.clear()
+        actor.queue.clear()
+        if actor.worker is not None:
+            self.pool.retire(actor.worker)
+        self.envs.release(actor.env)
+        if not actor.holders:
+            self._forget_actor(actor)
+        self._changed.notify_all()
 
-    # --- requests from workers (nested work) ---------------------------------------------
+    def _forget_actor(self, actor: Actor) -> None:
+        self._actors.pop(actor.id, None)
 
-    def _answer(
-        self,
-        worker: WorkerProcess,
-        request_id: int,
-        operation: str,
-        caller: dict[str, Any],
-        payload: tuple[Any, ...],
-    ) -> None:
+    # --- requests from workers (nested work) -----------------------------------------------
+
+    def _answer(self, worker: WorkerProcess, request: messages.Request) -> None:
         try:
-            result = self._handle(worker, operation, caller, payload)
-            reply: tuple[Any, ...] = ("reply", request_id, True, result)
+            result = self._handle(worker, request)
+            reply = messages.Reply(request.request_id, True, result)
         except _FailureReply as failed:
-            reply = ("reply", request_id, False, failed.failure)
+            reply = messages.Reply(request.request_id, False, failed.failure)
         except Exception as error:
-            reply = ("reply", request_id, False, error)
+            reply = messages.Reply(request.request_id, False, error)
         worker.send(reply)
 
-    def _handle(
-        self,
-        worker: WorkerProcess,
-        operation: str,
-        caller: dict[str, Any],
-        payload: tuple[Any, ...],
-    ) -> Any:
-        parent = self._worker_env.get(worker.worker_id)
-        base_dir = Path(caller.get("cwd") or Path.cwd())
-        if operation in ("submit_task", "create_actor"):
-            spec, args, kwargs, options = payload
-            submit = self._submit_task if operation == "submit_task" else self._create_actor
-            return submit(spec, args, kwargs, options, parent, base_dir)
-        if operation == "submit_actor_task":
-            return self._submit_actor_task(*payload)
-        if operation in ("get", "wait"):
-            with self._released_cpus(worker):
-                if operation == "wait":
+    def _handle(self, worker: WorkerProcess, request: messages.Request) -> Any:
+        me = worker.worker_id
+        payload = request.payload
+        match request.operation:
+            case "submit_task" | "create_actor":
+                spec, args, kwargs, options = payload
+                submit = (
+                    self._submit_task if request.operation == "submit_task" else self._create_actor
+                )
+                base_dir = Path(request.caller.get("cwd") or Path.cwd())
+                return submit(spec, args, kwargs, options, worker.env, base_dir, me)
+            case "submit_actor_task":
+                actor_id, method, args, kwargs = payload
+                return self._submit_actor_task(actor_id, method, args, kwargs, me)
+            case "get":
+                with self._released_cpus(worker):
+                    found = self._wait_ready(payload[0], payload[1])
+                for item in found:
+                    if item.failure is not None:
+                        raise _FailureReply((item.failure, item.where))
+                return [item.blob for item in found]
+            case "wait":
+                with self._released_cpus(worker):
                     return self.wait(*payload)
-                found = self._wait_ready(payload[0], payload[1])
-            for item in found:
-                if item.failure is not None:
-                    raise _FailureReply((item.failure, item.where))
-            return [item.blob for item in found]
-        if operation == "put":
-            return self._put_blob(payload[0])
-        if operation == "get_actor":
-            return self.get_actor(payload[0])
-        if operation == "kill":
-            return self.kill(payload[0])
-        raise ValueError(f"unknown request {operation!r}")
+            case "put":
+                return self._put_blob(payload[0], me)
+            case "get_actor":
+                return self.get_actor(payload[0])
+            case "kill":
+                return self.kill(payload[0])
+        raise RunenvError(f"unknown request {request.operation!r}")
 
     def _released_cpus(self, worker: WorkerProcess) -> _ReleasedCpus:
-        return _ReleasedCpus(self, worker.worker_id, self._running.get(worker.worker_id))
+        return _ReleasedCpus(self, worker)
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("runenv has been shut down; call runenv.init() again")
+            raise RunenvError(
+                "runenv has been shut down", hint="call runenv.init() again to start it"
+            )
 
 
 class _ReleasedCpus:
     """A task blocked in a nested ``get`` gives its CPUs back meanwhile (as Ray does), so
     nested work cannot deadlock on a full machine."""
 
-    def __init__(self, runtime: LocalRuntime, worker_id: str, task: _Task | None) -> None:
-        self.runtime = runtime
-        self.worker_id = worker_id
-        self.task = task
+    def __init__(self, engine: LocalEngine, worker: WorkerProcess) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.task: Task | None = worker.task
 
     def __enter__(self) -> None:
-        with self.runtime._changed:
-            if self.task is not None and self.task.cpus_held:
-                self.runtime.free_cpus += self.task.num_cpus
-                self.task.cpus_held = False
-                self.runtime._changed.notify_all()
+        if self.task is not None:
+            with self.engine._changed:
+                self.engine.cpus.give(self.task.id)
+                self.engine._changed.notify_all()
 
     def __exit__(self, *exc: object) -> None:
-        with self.runtime._changed:
-            still_running = self.runtime._running.get(self.worker_id) is self.task
-            if self.task is not None and still_running and not self.task.cpus_held:
-                self.runtime.free_cpus -= self.task.num_cpus
-                self.task.cpus_held = True
+        if self.task is not None:
+            with self.engine._changed:
+                if self.worker.task is self.task:  # still running it
+                    self.engine.cpus.take(self.task.id, self.task.num_cpus, force=True)
 
 
 class _FailureReply(Exception):
@@ -765,28 +733,10 @@ class _FailureReply(Exception):
         self.failure = failure
 
 
-def _exception(failure: Failure | None, where: str) -> BaseException:
-    if isinstance(failure, RemoteFailure):
-        return failure.to_exception(where)
-    assert failure is not None
-    return failure
-
-
-def _setup_error(task: _Task, error: RunenvError) -> RuntimeEnvSetupError:
-    if isinstance(error, RuntimeEnvSetupError):
-        return error
-    log_path = error.log_path if isinstance(error, EnvSetupError) else None
-    return RuntimeEnvSetupError(
-        f"{task.where}: runtime env setup failed: {error.message}",
-        hint=error.hint,
-        log_path=log_path,
-    )
-
-
-def _start_error(task: _Task, error: Exception) -> RunenvError:
+def _shut_down_error(where: str) -> RunenvError:
     return RunenvError(
-        f"{task.where}: could not start a worker: {error}",
-        hint="check that the env's Python runs: runenv env path <env file>",
+        f"{where}: runenv was shut down before it finished",
+        hint="call runenv.get() before runenv.shutdown()",
     )
 
 
@@ -795,9 +745,15 @@ def _retries(options: CallOptions) -> int:
 
 
 def _as_env(value: Any, base_dir: Path) -> RuntimeEnv:
+    from runenv.spec import RuntimeEnv
+
     if isinstance(value, RuntimeEnv):
         return value
     return RuntimeEnv.from_dict(value, base_dir=base_dir)
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
 
 
 def _expired(deadline: float | None) -> bool:

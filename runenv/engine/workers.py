@@ -12,22 +12,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
 import runenv
 from runenv.cache import Lease, ResourceCache
 from runenv.context import Context, die_with_parent, start_process
+from runenv.core.messages import Exit
 from runenv.core.protocol import Connection
 from runenv.core.worker import BOOTSTRAP
 from runenv.deadline import Deadline
+
+if TYPE_CHECKING:
+    from runenv.engine.envs import EnvState
 
 # The modules a worker imports as ``runenv``, copied into the bootstrap directory.
 _WORKER_MODULES = (
     "api.py",
     "errors.py",
     "core/__init__.py",
+    "core/messages.py",
     "core/protocol.py",
     "core/refs.py",
     "core/runtime.py",
@@ -52,8 +57,9 @@ class WorkerProcess:
     env_key: str
     process: subprocess.Popen[bytes]
     connection: Connection
+    env: EnvState | None = None  # the env it runs in (one of its users)
     actor_id: str | None = None
-    task_id: str | None = None  # the task it runs now
+    task: Any = None  # the task it runs now (not for actors)
     defined: set[str] = field(default_factory=set)
     calls: int = 0
     idle_since: float = field(default_factory=time.monotonic)
@@ -72,7 +78,7 @@ def stop_workers(workers: list[WorkerProcess], grace: float = 2.0) -> None:
     """Ask every worker to exit, then kill those still there after ``grace`` seconds."""
     for worker in workers:
         worker.alive = False
-        worker.send(("exit",))
+        worker.send(Exit())
     deadline = time.monotonic() + grace
     for worker in workers:
         try:
