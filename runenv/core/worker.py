@@ -128,15 +128,18 @@ class Worker:
     def _run(self, message: messages.Work) -> None:
         task_id = message.task_id
         self.client.local.task_id = task_id
+        result = None
         try:
-            reply: messages.Done | messages.Failed = messages.Done(
-                task_id, to_blob(self._call(message))
-            )
+            result = self._call(message)
+            reply: messages.Done | messages.Failed = messages.Done(task_id, to_blob(result))
         except BaseException as error:  # everything the user's code raises goes back
             reply = messages.Failed(task_id, RemoteFailure.capture(error))
         finally:
             self.client.local.task_id = None
+        # The result is kept until it is sent: the handles in it must still be held by this
+        # worker when the driver learns that the value contains them.
         self.outbox.send(reply)
+        del result
 
     def _call(self, message: messages.Work) -> Any:
         match message:

@@ -368,9 +368,15 @@ class LocalEngine:
     # --- handles ---------------------------------------------------------------------------
 
     def _drain_handles(self) -> None:
-        """Apply what the driver's own handles did since the last call (lock held)."""
+        """Apply what the driver's own handles did since the last call (lock held). Done before
+        a worker's changes too: a pin the driver just took must count before a worker lets go."""
         while changes := self._counts.drain():
             self._apply_holds(DRIVER, changes)
+
+    def _worker_holds(self, worker_id: str, changes: list[tuple[str, int]]) -> None:
+        self._drain_handles()
+        self._apply_holds(worker_id, changes)
+        self._drain_handles()  # what the freed objects contained
 
     def _apply_holds(self, holder: str, changes: list[tuple[str, int]]) -> None:
         for key, delta in changes:
@@ -553,7 +559,7 @@ class LocalEngine:
                 threading.Thread(target=self._answer, args=(worker, message), daemon=True).start()
             case messages.Holds(changes):
                 with self._changed:
-                    self._apply_holds(worker.worker_id, changes)
+                    self._worker_holds(worker.worker_id, changes)
             case messages.Done(task_id, result):
                 with self._changed:
                     self.objects.fulfil(task_id, result)
@@ -601,10 +607,12 @@ class LocalEngine:
         with self._changed:
             if self.pool.forget(worker) and worker.env is not None:
                 self.envs.release(worker.env)
+            self._drain_handles()
             self.objects.release_all(worker.worker_id)
             for actor in list(self._actors.values()):
                 if worker.worker_id in actor.holders:
                     self._hold_actor(actor, worker.worker_id, -1)
+            self._drain_handles()
             code = worker.process.returncode
             own_actor = self._actors.get(worker.actor_id or "")
             if own_actor is not None and own_actor.dead is None:

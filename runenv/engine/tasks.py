@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,7 +85,9 @@ def exception_of(failure: RemoteFailure | RunenvError | None, where: str) -> Bas
     if isinstance(failure, RemoteFailure):
         return failure.to_exception(where)
     assert failure is not None
-    return failure
+    # A copy: raising the stored error would tie its traceback (and the frames holding the
+    # caller's refs) to the object table.
+    return copy.copy(failure)
 
 
 def setup_error(task: Task, error: RunenvError) -> RuntimeEnvSetupError:
