@@ -33,6 +33,7 @@ from runenv.engine.cpus import CpuLedger
 from runenv.engine.envs import EnvRegistry, EnvState
 from runenv.engine.objects import DRIVER, Failure, ObjectTable, StoredObject
 from runenv.engine.pool import WorkerPool
+from runenv.engine.requests import answer
 from runenv.engine.tasks import Task, exception_of, setup_error, start_error
 from runenv.engine.workers import WorkerProcess, bootstrap_directory, stop_workers
 from runenv.errors import (
@@ -64,7 +65,7 @@ class LocalEngine:
             runtime_env = json.loads(inherited)
         self.job_env = _as_env(runtime_env, Path.cwd()) if runtime_env else None
         self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
+        self.changed = threading.Condition(self._lock)
         self._counts = LocalCounts()  # the driver's own handles
         self.objects = ObjectTable()
         self.cpus = CpuLedger(float(num_cpus or os.cpu_count() or 1))
@@ -103,23 +104,23 @@ class LocalEngine:
         options: CallOptions,
     ) -> str:
         packed_args, packed_kwargs = pack_arguments(args, kwargs)
-        return self._submit_task(function, packed_args, packed_kwargs, options, None, Path.cwd())
+        return self.add_task(function, packed_args, packed_kwargs, options, None, Path.cwd())
 
     def create_actor(
         self, cls: FunctionSpec, args: Sequence[Any], kwargs: dict[str, Any], options: CallOptions
     ) -> str:
         packed_args, packed_kwargs = pack_arguments(args, kwargs)
-        return self._create_actor(cls, packed_args, packed_kwargs, options, None, Path.cwd())
+        return self.add_actor(cls, packed_args, packed_kwargs, options, None, Path.cwd())
 
     def submit_actor_task(
         self, actor_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> str:
         packed_args, packed_kwargs = pack_arguments(args, kwargs)
-        return self._submit_actor_task(actor_id, method, packed_args, packed_kwargs, None)
+        return self.add_actor_task(actor_id, method, packed_args, packed_kwargs, None)
 
     def get(self, ids: Sequence[str], timeout: float | None) -> list[Any]:
         values = []
-        for item in self._wait_ready(ids, timeout):
+        for item in self.wait_ready(ids, timeout):
             if item.failure is not None:
                 raise exception_of(item.failure, item.where)
             assert item.blob is not None
@@ -130,17 +131,17 @@ class LocalEngine:
         self, ids: Sequence[str], num_returns: int, timeout: float | None
     ) -> tuple[list[str], list[str]]:
         deadline = _deadline(timeout)
-        with self._changed:
+        with self.changed:
             self._drain_handles()
             while True:
                 ready = [i for i in ids if self.objects.get(i).ready][:num_returns]
                 if len(ready) >= num_returns or _expired(deadline):
                     chosen = set(ready)
                     return ready, [i for i in ids if i not in chosen]
-                self._changed.wait(_remaining(deadline))
+                self.changed.wait(_remaining(deadline))
 
     def put(self, value: Any) -> str:
-        return self._put_blob(to_blob(value), None)
+        return self.store_blob(to_blob(value), None)
 
     def get_actor(self, name: str) -> ActorHandle:
         with self._lock:
@@ -173,14 +174,14 @@ class LocalEngine:
         }
 
     def shutdown(self) -> None:
-        with self._changed:
+        with self.changed:
             if self._closed:
                 return
             self._closed = True
             # Nobody waits for ever on work that will never run.
             self.objects.fail_unfinished(_shut_down_error)
             workers = self.pool.drain()
-            self._changed.notify_all()
+            self.changed.notify_all()
         stop_workers(workers)
         self._scheduler.join()
         with self._lock:
@@ -208,7 +209,7 @@ class LocalEngine:
 
     # --- submitting ------------------------------------------------------------------------
 
-    def _submit_task(
+    def add_task(
         self,
         function: FunctionSpec,
         args: list[Any],
@@ -226,7 +227,7 @@ class LocalEngine:
                 hint="lower num_cpus, or runenv.init(num_cpus=...) with more",
             )
         env = self._child_env(options.runtime_env, parent, base_dir)
-        with self._changed:
+        with self.changed:
             self._check_open()
             self._drain_handles()
             function = self._remember(function)
@@ -243,10 +244,10 @@ class LocalEngine:
             )
             self.objects.create(task.id, task.where, holder)
             self._pending.append(task)
-            self._changed.notify_all()
+            self.changed.notify_all()
         return task.id
 
-    def _create_actor(
+    def add_actor(
         self,
         cls: FunctionSpec,
         args: list[Any],
@@ -257,7 +258,7 @@ class LocalEngine:
         holder: str | None = None,
     ) -> str:
         env = self._child_env(options.runtime_env, parent, base_dir)
-        with self._changed:
+        with self.changed:
             self._check_open()
             self._drain_handles()
             if options.name is not None and options.name in self._named:
@@ -282,10 +283,10 @@ class LocalEngine:
             self._actors[actor.id] = actor
             if actor.name is not None:
                 self._named[actor.name] = actor.id
-            self._changed.notify_all()
+            self.changed.notify_all()
         return actor.id
 
-    def _submit_actor_task(
+    def add_actor_task(
         self,
         actor_id: str,
         method: str,
@@ -293,7 +294,7 @@ class LocalEngine:
         kwargs: dict[str, Any],
         holder: str | None,
     ) -> str:
-        with self._changed:
+        with self.changed:
             self._drain_handles()
             actor = self._actors.get(actor_id)
             if actor is None:
@@ -315,17 +316,17 @@ class LocalEngine:
                 self._fail_task(task, ActorDiedError(f"{task.where}: the actor died: {actor.dead}"))
             else:
                 actor.queue.append(task)
-                self._changed.notify_all()
+                self.changed.notify_all()
         return task.id
 
-    def _put_blob(self, blob: Blob, holder: str | None) -> str:
+    def store_blob(self, blob: Blob, holder: str | None) -> str:
         object_id = uuid.uuid4().hex
-        with self._changed:
+        with self.changed:
             self._check_open()
             self._drain_handles()
             self.objects.create(object_id, "put", holder)
             self.objects.fulfil(object_id, blob)
-            self._changed.notify_all()
+            self.changed.notify_all()
         return object_id
 
     def _remember(self, spec: FunctionSpec) -> FunctionSpec:
@@ -355,13 +356,13 @@ class LocalEngine:
     # --- envs ------------------------------------------------------------------------------
 
     def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
 
     def _wait_env(self, state: EnvState) -> None:
-        with self._changed:
+        with self.changed:
             while not state.settled:
-                self._changed.wait()
+                self.changed.wait()
         if state.error is not None:
             raise state.error
 
@@ -400,12 +401,12 @@ class LocalEngine:
             self._forget_actor(actor)
         else:
             actor.out_of_scope = True  # stops once its queued calls are done
-            self._changed.notify_all()
+            self.changed.notify_all()
 
     # --- scheduling ------------------------------------------------------------------------
 
     def _schedule_loop(self) -> None:
-        with self._changed:
+        with self.changed:
             while not self._closed:
                 try:
                     self._drain_handles()
@@ -415,7 +416,7 @@ class LocalEngine:
                     self.pool.retire_idle()
                 except Exception:  # a bug must not stop all scheduling: say it, go on
                     logger.exception("runenv scheduler error")
-                self._changed.wait(min(1.0, self.pool.idle_seconds))
+                self.changed.wait(min(1.0, self.pool.idle_seconds))
 
     def _prestart_worker(self) -> None:
         state = self._job_state
@@ -527,22 +528,22 @@ class LocalEngine:
                 return found.failure
         return None
 
-    def _wait_ready(self, ids: Sequence[str], timeout: float | None) -> list[StoredObject]:
+    def wait_ready(self, ids: Sequence[str], timeout: float | None) -> list[StoredObject]:
         deadline = _deadline(timeout)
-        with self._changed:
+        with self.changed:
             self._drain_handles()
             while not all(self.objects.get(i).ready for i in ids):
                 if _expired(deadline):
                     raise GetTimeoutError(
                         f"get timed out after {timeout} s", hint="raise the timeout, or use wait()"
                     )
-                self._changed.wait(_remaining(deadline))
+                self.changed.wait(_remaining(deadline))
             return [self.objects.get(i) for i in ids]
 
     def _fail_task(self, task: Task, failure: Failure) -> None:
         self.objects.fail(task.id, failure)
         self._finish(task)
-        self._changed.notify_all()
+        self.changed.notify_all()
 
     def _finish(self, task: Task) -> None:
         """A task is over (done or failed for good): what it held goes."""
@@ -556,16 +557,16 @@ class LocalEngine:
             case messages.Request():
                 # A nested get may wait for long: each request gets its own thread, so any
                 # depth of nesting can wait at once without starving the others.
-                threading.Thread(target=self._answer, args=(worker, message), daemon=True).start()
+                threading.Thread(target=answer, args=(self, worker, message), daemon=True).start()
             case messages.Holds(changes):
-                with self._changed:
+                with self.changed:
                     self._worker_holds(worker.worker_id, changes)
             case messages.Done(task_id, result):
-                with self._changed:
+                with self.changed:
                     self.objects.fulfil(task_id, result)
                     self._completed(worker, task_id, None)
             case messages.Failed(task_id, failure):
-                with self._changed:
+                with self.changed:
                     self.objects.fail(task_id, failure)
                     self._completed(worker, task_id, failure)
 
@@ -574,7 +575,7 @@ class LocalEngine:
             self._actor_reply(worker.actor_id, task_id, failure)
         else:
             self._task_finished(worker)
-        self._changed.notify_all()
+        self.changed.notify_all()
 
     def _task_finished(self, worker: WorkerProcess) -> None:
         task: Task | None = worker.task
@@ -604,7 +605,7 @@ class LocalEngine:
                 actor.worker.process.kill()
 
     def _on_exit(self, worker: WorkerProcess) -> None:
-        with self._changed:
+        with self.changed:
             if self.pool.forget(worker) and worker.env is not None:
                 self.envs.release(worker.env)
             self._drain_handles()
@@ -621,7 +622,7 @@ class LocalEngine:
             worker.task = None
             if task is not None and not self._closed:
                 self._worker_lost(task, code)
-            self._changed.notify_all()
+            self.changed.notify_all()
 
     def _worker_lost(self, task: Task, code: int | None) -> None:
         self.cpus.give(task.id)
@@ -653,92 +654,16 @@ class LocalEngine:
         self.envs.release(actor.env)
         if not actor.holders:
             self._forget_actor(actor)
-        self._changed.notify_all()
+        self.changed.notify_all()
 
     def _forget_actor(self, actor: Actor) -> None:
         self._actors.pop(actor.id, None)
-
-    # --- requests from workers (nested work) -----------------------------------------------
-
-    def _answer(self, worker: WorkerProcess, request: messages.Request) -> None:
-        try:
-            result = self._handle(worker, request)
-            reply = messages.Reply(request.request_id, True, result)
-        except _FailureReply as failed:
-            reply = messages.Reply(request.request_id, False, failed.failure)
-        except Exception as error:
-            reply = messages.Reply(request.request_id, False, error)
-        worker.send(reply)
-
-    def _handle(self, worker: WorkerProcess, request: messages.Request) -> Any:
-        me = worker.worker_id
-        payload = request.payload
-        match request.operation:
-            case "submit_task" | "create_actor":
-                spec, args, kwargs, options = payload
-                submit = (
-                    self._submit_task if request.operation == "submit_task" else self._create_actor
-                )
-                base_dir = Path(request.caller.get("cwd") or Path.cwd())
-                return submit(spec, args, kwargs, options, worker.env, base_dir, me)
-            case "submit_actor_task":
-                actor_id, method, args, kwargs = payload
-                return self._submit_actor_task(actor_id, method, args, kwargs, me)
-            case "get":
-                with self._released_cpus(worker):
-                    found = self._wait_ready(payload[0], payload[1])
-                for item in found:
-                    if item.failure is not None:
-                        raise _FailureReply((item.failure, item.where))
-                return [item.blob for item in found]
-            case "wait":
-                with self._released_cpus(worker):
-                    return self.wait(*payload)
-            case "put":
-                return self._put_blob(payload[0], me)
-            case "get_actor":
-                return self.get_actor(payload[0])
-            case "kill":
-                return self.kill(payload[0])
-        raise RunenvError(f"unknown request {request.operation!r}")
-
-    def _released_cpus(self, worker: WorkerProcess) -> _ReleasedCpus:
-        return _ReleasedCpus(self, worker)
 
     def _check_open(self) -> None:
         if self._closed:
             raise RunenvError(
                 "runenv has been shut down", hint="call runenv.init() again to start it"
             )
-
-
-class _ReleasedCpus:
-    """A task blocked in a nested ``get`` gives its CPUs back meanwhile (as Ray does), so
-    nested work cannot deadlock on a full machine."""
-
-    def __init__(self, engine: LocalEngine, worker: WorkerProcess) -> None:
-        self.engine = engine
-        self.worker = worker
-        self.task: Task | None = worker.task
-
-    def __enter__(self) -> None:
-        if self.task is not None:
-            with self.engine._changed:
-                self.engine.cpus.give(self.task.id)
-                self.engine._changed.notify_all()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.task is not None:
-            with self.engine._changed:
-                if self.worker.task is self.task:  # still running it
-                    self.engine.cpus.take(self.task.id, self.task.num_cpus, force=True)
-
-
-class _FailureReply(Exception):
-    """A nested ``get`` of a failed object: the worker raises it as ``get`` in the driver would."""
-
-    def __init__(self, failure: tuple[Failure, str]) -> None:
-        self.failure = failure
 
 
 def _shut_down_error(where: str) -> RunenvError:

@@ -1,0 +1,89 @@
+"""Requests from workers: the API called inside a task (nested ``remote``, ``get``, ``put``...).
+
+Each request is answered on its own thread, so a nested ``get`` may wait as long as it must
+without holding up the others. A task blocked in a nested ``get`` or ``wait`` gives its CPUs
+back meanwhile (as Ray does), so nested work cannot deadlock on a full machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runenv.core import messages
+from runenv.engine.objects import Failure
+from runenv.engine.workers import WorkerProcess
+from runenv.errors import RunenvError
+
+if TYPE_CHECKING:
+    from runenv.engine.local import LocalEngine
+    from runenv.engine.tasks import Task
+
+
+def answer(engine: LocalEngine, worker: WorkerProcess, request: messages.Request) -> None:
+    """Carry out ``request`` for ``worker`` and send the reply (a thread's target)."""
+    try:
+        reply = messages.Reply(request.request_id, True, _carry_out(engine, worker, request))
+    except _FailedObject as failed:
+        reply = messages.Reply(request.request_id, False, failed.failure)
+    except Exception as error:
+        reply = messages.Reply(request.request_id, False, error)
+    worker.send(reply)
+
+
+def _carry_out(engine: LocalEngine, worker: WorkerProcess, request: messages.Request) -> Any:
+    me, payload = worker.worker_id, request.payload
+    match request.operation:
+        case "submit_task" | "create_actor":
+            spec, args, kwargs, options = payload
+            add = engine.add_task if request.operation == "submit_task" else engine.add_actor
+            base_dir = Path(request.caller.get("cwd") or Path.cwd())
+            return add(spec, args, kwargs, options, worker.env, base_dir, me)
+        case "submit_actor_task":
+            actor_id, method, args, kwargs = payload
+            return engine.add_actor_task(actor_id, method, args, kwargs, me)
+        case "get":
+            with _CpusReleased(engine, worker):
+                found = engine.wait_ready(payload[0], payload[1])
+            for item in found:
+                if item.failure is not None:
+                    raise _FailedObject((item.failure, item.where))
+            return [item.blob for item in found]
+        case "wait":
+            with _CpusReleased(engine, worker):
+                return engine.wait(*payload)
+        case "put":
+            return engine.store_blob(payload[0], me)
+        case "get_actor":
+            return engine.get_actor(payload[0])
+        case "kill":
+            return engine.kill(payload[0])
+    raise RunenvError(f"unknown request {request.operation!r}")
+
+
+class _CpusReleased:
+    """The CPUs of the task the worker runs, given back while it waits."""
+
+    def __init__(self, engine: LocalEngine, worker: WorkerProcess) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.task: Task | None = worker.task
+
+    def __enter__(self) -> None:
+        if self.task is not None:
+            with self.engine.changed:
+                self.engine.cpus.give(self.task.id)
+                self.engine.changed.notify_all()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            with self.engine.changed:
+                if self.worker.task is self.task:  # still running it
+                    self.engine.cpus.take(self.task.id, self.task.num_cpus, force=True)
+
+
+class _FailedObject(Exception):
+    """A nested ``get`` of a failed object: the worker raises it as ``get`` in the driver would."""
+
+    def __init__(self, failure: tuple[Failure, str]) -> None:
+        self.failure = failure
