@@ -7,7 +7,9 @@ Each side runs in its own fresh Python process (so memory and caches are its own
 Rows: init + first task; 1,000 trivial tasks submitted then gathered; 1,000 sequential
 ``get(f.remote())``; 1,000 actor calls batched and sequential; actor creation + first call;
 a new worker in an already built pip env and in an env_vars-only env; resident memory at idle
-after init (the driver and every process it started).
+after init (the driver and every process it started); the driver's own resident memory after
+``--long-tasks`` (200,000) small tasks and a ``put`` per 20 tasks whose refs are dropped, and how
+much it grew after the first 10% (a driver that runs for days must not grow).
 """
 
 from __future__ import annotations
@@ -48,7 +50,32 @@ def seconds(action: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def measure(api: Any, tasks: int, init: Callable[[], None]) -> dict[str, float]:
+def driver_rss_mib() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / 2**20
+
+
+def long_run(api: Any, noop: Any, tasks: int) -> dict[str, float]:
+    """Tasks in batches of 1,000, refs dropped; the driver's RSS after 10% and at the end."""
+    batches = max(1, tasks // 1000)
+    warm = 0.0
+    for batch in range(batches):
+        refs = [noop.remote(i) for i in range(1000)]
+        api.get(refs)
+        del refs
+        for _ in range(50):
+            api.put(bytes(1000))
+        if batch == batches // 10:
+            warm = driver_rss_mib()
+    end = driver_rss_mib()
+    return {
+        f"driver MiB after {tasks // 1000}k tasks": end,
+        f"driver MiB growth after {tasks // 10000}k tasks": end - warm,
+    }
+
+
+def measure(api: Any, tasks: int, init: Callable[[], None], long_tasks: int) -> dict[str, float]:
     """The same measurements for either API (runenv or ray: same names, same semantics)."""
 
     @api.remote
@@ -98,14 +125,16 @@ def measure(api: Any, tasks: int, init: Callable[[], None]) -> dict[str, float]:
         )
         for i in range(5)
     )
+    if long_tasks:
+        results.update(long_run(api, noop, long_tasks))
     return results
 
 
-def child(side: str, tasks: int) -> None:
+def child(side: str, tasks: int, long_tasks: int) -> None:
     if side == "runenv":
         import runenv
 
-        results = measure(runenv, tasks, lambda: runenv.init(num_cpus=2))
+        results = measure(runenv, tasks, lambda: runenv.init(num_cpus=2), long_tasks)
         runenv.shutdown()
     else:
         import ray
@@ -118,15 +147,16 @@ def child(side: str, tasks: int) -> None:
                 _temp_dir=tempfile.mkdtemp(prefix="ray-bench-"),
             )
 
-        results = measure(ray, tasks, start)
+        results = measure(ray, tasks, start, long_tasks)
         ray.shutdown()
     print(json.dumps(results))
 
 
-def run_side(side: str, tasks: int, home: str) -> dict[str, float]:
+def run_side(side: str, tasks: int, long_tasks: int, home: str) -> dict[str, float]:
     env = {**os.environ, "RUNENV_HOME": home}
+    options = ["--tasks", str(tasks), "--long-tasks", str(long_tasks)]
     done = subprocess.run(
-        [sys.executable, str(HERE), "--child", side, "--tasks", str(tasks)],
+        [sys.executable, str(HERE), "--child", side, *options],
         capture_output=True,
         text=True,
         env=env,
@@ -140,20 +170,21 @@ def run_side(side: str, tasks: int, home: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--long-tasks", type=int, default=200_000, help="0: skip that row")
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--child", choices=["runenv", "ray"])
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tasks)
+        child(args.child, args.tasks, args.long_tasks)
         return
     with tempfile.TemporaryDirectory(prefix="runenv-bench-") as home:
-        ours = run_side("runenv", args.tasks, home)
+        ours = run_side("runenv", args.tasks, args.long_tasks, home)
         theirs: dict[str, float] = {}
         if not args.skip_ray:
             try:
                 import ray  # noqa: F401
 
-                theirs = run_side("ray", args.tasks, home)
+                theirs = run_side("ray", args.tasks, args.long_tasks, home)
             except ImportError as error:
                 print(f"ray cannot be imported ({error}): runenv's numbers only")
     print(f"{os.cpu_count()} cores; Python {sys.version.split()[0]}; {args.tasks} tasks per row")
