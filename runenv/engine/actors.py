@@ -27,7 +27,7 @@ class Actor:
     worker: WorkerProcess | None = None
     dead: str | None = None  # why it died
     holders: set[str] = field(default_factory=set)  # processes with a handle to it
-    out_of_scope: bool = False  # no handle is left: it stops when its calls are done
+    unreferenced: bool = False  # its handles were all dropped (it had some: it was created)
 
     @classmethod
     def new(cls, spec: FunctionSpec, options: CallOptions, env: EnvState) -> Actor:
@@ -47,4 +47,7 @@ class Actor:
         return actor_key(self.id)
 
     def idle_out_of_scope(self) -> bool:
-        return self.out_of_scope and self.dead is None and not self.queue and not self.in_flight
+        """No handle is left and nothing is queued: an unnamed actor stops (named ones live until
+        killed, as their name can find them)."""
+        idle = self.dead is None and not self.queue and not self.in_flight
+        return idle and self.unreferenced and not self.holders and self.name is None

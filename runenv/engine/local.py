@@ -395,12 +395,12 @@ class LocalEngine:
             actor.holders.add(holder)
             return
         actor.holders.discard(holder)
-        if actor.holders or actor.name is not None:
-            return  # named actors live until killed, as their name can find them
+        if actor.holders:
+            return
+        actor.unreferenced = True
         if actor.dead is not None:
             self._forget_actor(actor)
-        else:
-            actor.out_of_scope = True  # stops once its queued calls are done
+        else:  # an unnamed one stops once its queued calls are done
             self.changed.notify_all()
 
     # --- scheduling ------------------------------------------------------------------------
@@ -652,7 +652,7 @@ class LocalEngine:
         if actor.worker is not None:
             self.pool.retire(actor.worker)
         self.envs.release(actor.env)
-        if not actor.holders:
+        if actor.unreferenced and not actor.holders:
             self._forget_actor(actor)
         self.changed.notify_all()
 
