@@ -73,12 +73,70 @@ class Failed(NamedTuple):
 
 
 class Request(NamedTuple):
-    """An API call made inside a task (nested ``remote``, ``get``, ...), answered by a Reply."""
+    """An API call made inside a task (one of the calls below), answered by a :class:`Reply`."""
 
     request_id: int
-    operation: str
-    caller: dict[str, Any]
-    payload: tuple[Any, ...]
+    caller: dict[str, Any]  # the task id and the cwd of the caller
+    call: Call
+
+
+# --- the calls a worker makes (the API inside a task) --------------------------------------
+
+
+class SubmitTask(NamedTuple):
+    function: Any  # a FunctionSpec, with an empty pickle when the driver has it already
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: Any  # CallOptions
+
+
+class CreateActorCall(NamedTuple):
+    cls: Any  # a FunctionSpec
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: Any  # CallOptions
+
+
+class SubmitActorTask(NamedTuple):
+    actor_id: str
+    method: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+class GetObjects(NamedTuple):
+    ids: list[str]
+    timeout: float | None
+
+
+class WaitObjects(NamedTuple):
+    ids: list[str]
+    num_returns: int
+    timeout: float | None
+
+
+class PutObject(NamedTuple):
+    value: Any  # a Blob
+
+
+class GetActor(NamedTuple):
+    name: str
+
+
+class KillActor(NamedTuple):
+    actor_id: str
+
+
+Call = (
+    SubmitTask
+    | CreateActorCall
+    | SubmitActorTask
+    | GetObjects
+    | WaitObjects
+    | PutObject
+    | GetActor
+    | KillActor
+)
 
 
 class Holds(NamedTuple):

@@ -14,7 +14,7 @@ import queue
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -210,26 +210,25 @@ class WorkerClient:
         else:
             future.set_exception(payload)
 
-    def _request(self, operation: str, *payload: Any) -> Any:
+    def _request(self, call: messages.Call) -> Any:
         future: Future[Any] = Future()
         with self._lock:
             request_id = next(self._counter)
             self._pending[request_id] = future
         caller = {"task_id": getattr(self.local, "task_id", None), "cwd": os.getcwd()}
-        self.outbox.send(messages.Request(request_id, operation, caller, payload))
+        self.outbox.send(messages.Request(request_id, caller, call))
         return future.result()
 
-    def _submit(self, operation: str, spec: FunctionSpec, *payload: Any) -> str:
+    def _submit(self, spec: FunctionSpec, make: Callable[[FunctionSpec], messages.Call]) -> str:
         """Send the spec with its pickle the first time, by id afterwards; once more with the
         pickle if the driver has forgotten it (it keeps a bounded number)."""
         if spec.id in self._defined:
             try:
-                by_id = FunctionSpec(spec.id, spec.name, b"", spec.methods)
-                return str(self._request(operation, by_id, *payload))
+                return str(self._request(make(FunctionSpec(spec.id, spec.name, b"", spec.methods))))
             except UnknownFunctionError:
                 pass
         self._defined.add(spec.id)
-        return str(self._request(operation, spec, *payload))
+        return str(self._request(make(spec)))
 
     def submit_task(
         self,
@@ -238,38 +237,40 @@ class WorkerClient:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> str:
-        return self._submit("submit_task", function, *pack_arguments(args, kwargs), options)
+        packed = pack_arguments(args, kwargs)
+        return self._submit(function, lambda spec: messages.SubmitTask(spec, *packed, options))
 
     def create_actor(
         self, cls: FunctionSpec, args: Sequence[Any], kwargs: dict[str, Any], options: CallOptions
     ) -> str:
-        return self._submit("create_actor", cls, *pack_arguments(args, kwargs), options)
+        packed = pack_arguments(args, kwargs)
+        return self._submit(cls, lambda spec: messages.CreateActorCall(spec, *packed, options))
 
     def submit_actor_task(
         self, actor_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> str:
         packed = pack_arguments(args, kwargs)
-        return str(self._request("submit_actor_task", actor_id, method, *packed))
+        return str(self._request(messages.SubmitActorTask(actor_id, method, *packed)))
 
     def get(self, ids: Sequence[str], timeout: float | None) -> list[Any]:
-        blobs = self._request("get", list(ids), timeout)
+        blobs = self._request(messages.GetObjects(list(ids), timeout))
         return [blob.value() for blob in blobs]
 
     def wait(
         self, ids: Sequence[str], num_returns: int, timeout: float | None
     ) -> tuple[list[str], list[str]]:
-        ready, pending = self._request("wait", list(ids), num_returns, timeout)
+        ready, pending = self._request(messages.WaitObjects(list(ids), num_returns, timeout))
         return list(ready), list(pending)
 
     def put(self, value: Any) -> str:
-        return str(self._request("put", to_blob(value)))
+        return str(self._request(messages.PutObject(to_blob(value))))
 
     def get_actor(self, name: str) -> ActorHandle:
-        handle: ActorHandle = self._request("get_actor", name)
+        handle: ActorHandle = self._request(messages.GetActor(name))
         return handle
 
     def kill(self, actor_id: str) -> None:
-        self._request("kill", actor_id)
+        self._request(messages.KillActor(actor_id))
 
     def runtime_context(self) -> dict[str, Any]:
         return {**self.identity, "task_id": getattr(self.local, "task_id", None)}

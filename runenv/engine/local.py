@@ -500,7 +500,7 @@ class LocalEngine:
         if function is not None and function.id not in worker.defined:
             worker.send(messages.Define(function.id, function.pickled))
             worker.defined.add(function.id)
-        resolved = {i: self.objects.get(i).blob for i in task.dependencies()}
+        resolved = {i: self.objects.get(i).blob for i in task.needs}
         return worker.send(task.message(resolved))
 
     def _start_worker(self, env: EnvState, actor: Actor | None = None) -> WorkerProcess:
@@ -514,10 +514,10 @@ class LocalEngine:
     # --- objects ---------------------------------------------------------------------------
 
     def _dependencies_ready(self, task: Task) -> bool:
-        return all(self.objects.get(i).ready for i in task.dependencies())
+        return all(self.objects.get(i).ready for i in task.needs)
 
     def _failed_dependency(self, task: Task) -> Failure | None:
-        for object_id in task.dependencies():
+        for object_id in task.needs:
             found = self.objects.find(object_id)
             if found is None:  # a ref kept from before shutdown() and init()
                 return RunenvError(

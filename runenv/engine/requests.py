@@ -32,33 +32,38 @@ def answer(engine: LocalEngine, worker: WorkerProcess, request: messages.Request
 
 
 def _carry_out(engine: LocalEngine, worker: WorkerProcess, request: messages.Request) -> Any:
-    me, payload = worker.worker_id, request.payload
-    match request.operation:
-        case "submit_task" | "create_actor":
-            spec, args, kwargs, options = payload
-            add = engine.add_task if request.operation == "submit_task" else engine.add_actor
-            base_dir = Path(request.caller.get("cwd") or Path.cwd())
-            return add(spec, args, kwargs, options, worker.env, base_dir, me)
-        case "submit_actor_task":
-            actor_id, method, args, kwargs = payload
+    me = worker.worker_id
+    match request.call:
+        case messages.SubmitTask(spec, args, kwargs, options):
+            base_dir = _caller_cwd(request)
+            return engine.add_task(spec, args, kwargs, options, worker.env, base_dir, me)
+        case messages.CreateActorCall(spec, args, kwargs, options):
+            base_dir = _caller_cwd(request)
+            return engine.add_actor(spec, args, kwargs, options, worker.env, base_dir, me)
+        case messages.SubmitActorTask(actor_id, method, args, kwargs):
             return engine.add_actor_task(actor_id, method, args, kwargs, me)
-        case "get":
+        case messages.GetObjects(ids, timeout):
             with _CpusReleased(engine, worker):
-                found = engine.wait_ready(payload[0], payload[1])
+                found = engine.wait_ready(ids, timeout)
             for item in found:
                 if item.failure is not None:
                     raise _FailedObject((item.failure, item.where))
             return [item.blob for item in found]
-        case "wait":
+        case messages.WaitObjects(ids, num_returns, timeout):
             with _CpusReleased(engine, worker):
-                return engine.wait(*payload)
-        case "put":
-            return engine.store_blob(payload[0], me)
-        case "get_actor":
-            return engine.get_actor(payload[0])
-        case "kill":
-            return engine.kill(payload[0])
-    raise RunenvError(f"unknown request {request.operation!r}")
+                return engine.wait(ids, num_returns, timeout)
+        case messages.PutObject(blob):
+            return engine.store_blob(blob, me)
+        case messages.GetActor(name):
+            return engine.get_actor(name)
+        case messages.KillActor(actor_id):
+            return engine.kill(actor_id)
+    raise RunenvError(f"unknown request {type(request.call).__name__}")
+
+
+def _caller_cwd(request: messages.Request) -> Path:
+    """Relative paths in a nested task's runtime_env are the caller's, as in the driver."""
+    return Path(request.caller.get("cwd") or Path.cwd())
 
 
 class _CpusReleased:

@@ -26,6 +26,7 @@ class Task:
     args: list[Any]  # Blobs, and ObjectRefs the driver resolves
     kwargs: dict[str, Any]
     pins: list[Pin] = field(default_factory=list)  # handles inside the arguments
+    needs: tuple[str, ...] = ()  # the objects passed as top-level ObjectRef arguments
     function: FunctionSpec | None = None
     method: str | None = None
     actor_id: str | None = None
@@ -46,16 +47,13 @@ class Task:
     ) -> Task:
         values = [*args, *kwargs.values()]
         pins = [Pin(key) for value in values if isinstance(value, Blob) for key in value.refs]
-        return cls(uuid.uuid4().hex, kind, where, env, args, kwargs, pins, **fields)
+        needs = tuple(value.id for value in values if isinstance(value, ObjectRef))
+        return cls(uuid.uuid4().hex, kind, where, env, args, kwargs, pins, needs, **fields)
 
     @property
     def counts_env_use(self) -> bool:
         """Plain tasks count as users of their env; an actor's calls use the actor's."""
         return self.kind is messages.RunTask
-
-    def dependencies(self) -> list[str]:
-        values = [*self.args, *self.kwargs.values()]
-        return [value.id for value in values if isinstance(value, ObjectRef)]
 
     def finish(self) -> bool:
         """Let go of its arguments; False if it was over already."""
