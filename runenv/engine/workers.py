@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from runenv.context import Context, die_with_parent, start_process
 from runenv.core.protocol import Connection
 from runenv.core.worker import BOOTSTRAP
 from runenv.deadline import Deadline
+from runenv.digests import file_digest, key_of
 
 # The modules a worker imports as ``runenv``, copied into the bootstrap directory.
 _WORKER_MODULES = (
@@ -127,9 +127,8 @@ def bootstrap_directory(cache: ResourceCache) -> tuple[Path, Lease]:
     """The directory workers import runenv's worker side (and cloudpickle) from."""
     package = Path(runenv.__file__).parent
     sources = [package / name for name in _WORKER_MODULES]
-    digest = hashlib.sha256(runenv.__version__.encode())
-    for source in sources:
-        digest.update(source.read_bytes())
+    contents = {name: file_digest(str(package / name)) for name in _WORKER_MODULES}
+    key = key_of({"runenv": runenv.__version__, "sources": contents})[:32]
 
     def build(staging: Path) -> dict[str, str]:
         for source, name in zip(sources, _WORKER_MODULES, strict=True):
@@ -140,5 +139,5 @@ def bootstrap_directory(cache: ResourceCache) -> tuple[Path, Lease]:
         shutil.copytree(Path(cloudpickle.__file__).parent, staging / "back" / "cloudpickle")
         return {"runenv": runenv.__version__}
 
-    entry = cache.acquire("bootstrap", digest.hexdigest()[:32], build, Deadline(None))
+    entry = cache.acquire("bootstrap", key, build, Deadline(None))
     return entry.path, entry.lease

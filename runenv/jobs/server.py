@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from runenv import __version__, settings
+from runenv import __version__, settings, store_layout
 from runenv.errors import RunenvError
 from runenv.jobs.manager import FOLLOW_POLL_SECONDS, JobManager
 from runenv.jobs.models import JobStatus
@@ -97,13 +97,13 @@ class _JobApi:
         return JSONResponse({"deleted": True})
 
     async def package_exists(self, request: Request) -> Response:
-        name = f"pkgs/{request.path_params['name']}"
+        name = store_layout.name_from_served_path(request.path_params["name"])
         found = await asyncio.to_thread(self.store.exists, name)
         return Response(status_code=200 if found else 404)
 
     async def upload(self, request: Request) -> Response:
         """A package, refused over the size limit and kept only if it matches its digest."""
-        name = f"pkgs/{request.path_params['name']}"
+        name = store_layout.name_from_served_path(request.path_params["name"])
         limit = settings.max_package_bytes() * 2  # compressed or not, never beyond this
         with tempfile.TemporaryDirectory(dir=self.store.staging_directory()) as scratch:
             received = Path(scratch) / "upload"
