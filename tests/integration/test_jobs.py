@@ -392,6 +392,8 @@ def test_package_upload_is_checked(server: Server) -> None:
         f"{server.address}/api/packages/{'0' * 64}.zip", content=b"not a zip", headers=headers
     )
     assert bad.status_code == 400 and "does not match its digest" in bad.json()["error"]
+    unnamed = httpx.put(f"{server.address}/api/packages/notes.txt", content=b"x", headers=headers)
+    assert unnamed.status_code == 400 and "not a package name" in unnamed.json()["error"]
 
 
 @pytest.mark.parametrize("bad", ["../precious", "/tmp/x", "a b"])
