@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runenv import store_layout
 from runenv.errors import RunenvError
-from runenv.jobs.models import JobInfo, JobStatus
+from runenv.jobs.models import JobInfo, JobStatus, Submission
 from runenv.spec import RuntimeEnv
 
 if TYPE_CHECKING:
@@ -29,18 +28,6 @@ if TYPE_CHECKING:
 
 ADDRESS_VARIABLE = "RUNENV_ADDRESS"
 TOKEN_VARIABLE = "RUNENV_TOKEN"
-
-
-@dataclass(frozen=True)
-class Submission:
-    """What a job is submitted with (the env as given: each backend prepares it)."""
-
-    entrypoint: str
-    runtime_env: RuntimeEnv
-    submission_id: str | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    max_retries: int = 0
-    timeout_s: float | None = None
 
 
 class JobBackend(Protocol):
@@ -121,15 +108,7 @@ class LocalBackend:
         self.manager = manager or JobManager()
 
     def submit_job(self, submission: Submission, on_stage: StageCallback | None) -> str:
-        return self.manager.submit(
-            submission.entrypoint,
-            submission.runtime_env,
-            submission.submission_id,
-            submission.metadata,
-            submission.max_retries,
-            submission.timeout_s,
-            on_stage,
-        )
+        return self.manager.submit(submission, on_stage)
 
     def get_job_info(self, submission_id: str) -> JobInfo:
         return self.manager.info(submission_id)
