@@ -42,6 +42,8 @@ _PLAIN_REQUIREMENT = re.compile(
     r"[a-z0-9]+(?:-[a-z0-9]+)*(?:(?:==|!=|>=|<=|<|>)[0-9]+(?:\.[0-9]+)*)?"
 )
 _EXTRAS = re.compile(r"\s*\[[^\]]*\]")
+# pip-compile's per-requirement hashes: the lock pins versions, and hashes were never checked.
+_HASH_OPTION = re.compile(r"\s+--hash[= ]\S+")
 REQUIREMENT_HINT = (
     "write PEP 508 requirements, e.g. `requests>=2`, `pkg[extra]; python_version >= '3.10'` "
     "or `pkg @ https://host/pkg-1.0-py3-none-any.whl` (a local wheel: `pkg @ file:///path`)"
@@ -133,6 +135,7 @@ def _logical_lines(path: Path) -> list[tuple[int, str]]:
 
 def _read_line(line: str, base: Path, where: str, result: Requirements, seen: set[Path]) -> None:
     if not line.startswith("-"):
+        line = _HASH_OPTION.sub("", line)
         try:
             result.packages.append(canonical_requirement(line))
         except ValueError as error:
