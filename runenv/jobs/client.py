@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -208,7 +209,11 @@ class _ServerStore:
 
     def __init__(self, server: HttpBackend) -> None:
         self.server = server
-        self.base_uri = str(server.call("GET", "/api/version")["store_uri"])
+
+    @cached_property
+    def base_uri(self) -> str:
+        """Asked of the server when first needed: an env without local code never needs it."""
+        return str(self.server.call("GET", "/api/version")["store_uri"])
 
     def uri(self, name: str) -> str:
         return f"{self.base_uri}/{name}"
