@@ -4,10 +4,12 @@ Entries live at ``RUNENV_HOME/runtime_resources/<kind>-v1/<key>/``. The rules, i
 
 - An entry is built in a temporary directory beside it and published by renaming it into place;
   a directory under the final name is complete, and is never modified afterwards.
-- One file lock per key: processes asking for the same entry at once build it once.
-- Each user holds a *lease* — a shared ``flock`` on ``<key>.lease`` — for as long as it uses the
-  entry. The kernel drops it when the process dies, so leases never go stale. GC deletes an entry
-  only when it can take that lock exclusively.
+- One file lock per key (``<key>.lock``): processes asking for the same entry at once build it
+  once.
+- Each user holds a *lease* — a shared lock on ``<key>.lease`` — for as long as it uses the
+  entry; processes started with the entry's Context inherit it. The kernel drops it when the
+  last holder dies, so leases never go stale. GC deletes an entry only when it can take that lock
+  exclusively. (Both locks are :mod:`runenv.locks`.)
 - A failed build is remembered for ``RUNENV_FAILURE_TTL_SECONDS`` (default 30), so a hundred
   tasks do not each rerun a failing install; a changed env has another key and builds at once.
 """
@@ -15,7 +17,6 @@ Entries live at ``RUNENV_HOME/runtime_resources/<kind>-v1/<key>/``. The rules, i
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -27,9 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import filelock
-
-from runenv import settings
+from runenv import locks, settings
 from runenv.deadline import Deadline
 from runenv.errors import EnvSetupError, RunenvError, SetupTimeoutError
 
@@ -39,6 +38,8 @@ FORMAT_VERSION = "v1"
 ENTRY_META = ".runenv-entry.json"
 
 Builder = Callable[[Path], dict[str, Any] | None]
+# A shared lock on an entry's lease file, held until ``release`` or the end of its holders.
+Lease = locks.HeldLock
 
 
 @dataclass(frozen=True)
@@ -74,20 +75,6 @@ class GcReport:
         return sum(entry.size for entry in self.removed)
 
 
-class Lease:
-    """A shared lock on an entry's lease file, held until ``release`` or the process's end."""
-
-    def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_SH)
-        os.utime(self.fd)  # the lease file's mtime is the entry's last use
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
 class ResourceCache:
     """The cache under ``root`` (default ``RUNENV_HOME/runtime_resources``)."""
 
@@ -105,8 +92,9 @@ class ResourceCache:
         """
         bucket = self._bucket(kind)
         bucket.mkdir(parents=True, exist_ok=True)
-        lease = Lease(bucket / f"{key}.lease")
+        lease = locks.shared(bucket / f"{key}.lease")
         try:
+            os.utime(lease.fd)  # the lease file's mtime is the entry's last use
             built = self._ensure(kind, key, build, deadline)
         except BaseException:
             lease.release()
@@ -175,20 +163,16 @@ class ResourceCache:
 
     @contextlib.contextmanager
     def _build_lock(self, kind: str, key: str, deadline: Deadline) -> Iterator[None]:
-        remaining = deadline.remaining()
-        lock = filelock.FileLock(self._bucket(kind) / f"{key}.lock")
         try:
-            lock.acquire(timeout=-1 if remaining is None else remaining)
-        except filelock.Timeout:
+            lock = locks.exclusive(self._bucket(kind) / f"{key}.lock", deadline.remaining())
+        except locks.LockTimeout:
             raise SetupTimeoutError(
                 f"timed out waiting for another process to build {kind} {key[:12]}",
                 hint="raise config.setup_timeout_seconds, or look at the other process",
                 step=kind,
             ) from None
-        try:
+        with lock:
             yield
-        finally:
-            lock.release()
 
     # --- failures ---------------------------------------------------------------------------
 
@@ -237,33 +221,25 @@ class ResourceCache:
             size=int(meta["size"]),
             created=float(meta["created"]),
             last_used=last_used,
-            in_use=_in_use(lease_path),
+            in_use=locks.is_held(lease_path),
             description=meta.get("description", {}),
         )
 
     def _remove_if_unused(self, entry: EntryInfo) -> bool:
-        lock = filelock.FileLock(entry.path.parent / f"{entry.key}.lock")
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
+        build_lock = locks.try_exclusive(entry.path.parent / f"{entry.key}.lock")
+        if build_lock is None:
             return False  # being built or removed right now
-        lease_fd = -1
-        try:
-            lease_fd = os.open(entry.path.parent / f"{entry.key}.lease", os.O_RDWR | os.O_CREAT)
-            try:
-                fcntl.flock(lease_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with build_lock:
+            no_lease = locks.try_exclusive(entry.path.parent / f"{entry.key}.lease")
+            if no_lease is None:
                 return False  # someone holds a lease
-            trash = entry.path.parent / f".trash-{entry.key}-{uuid.uuid4().hex[:8]}"
-            try:
-                entry.path.rename(trash)  # gone at once for readers; deleted at leisure
-            except FileNotFoundError:
-                return True  # another collection removed it first
+            with no_lease:
+                trash = entry.path.parent / f".trash-{entry.key}-{uuid.uuid4().hex[:8]}"
+                try:
+                    entry.path.rename(trash)  # gone at once for readers; deleted at leisure
+                except FileNotFoundError:
+                    return True  # another collection removed it first
             shutil.rmtree(trash, ignore_errors=True)
-        finally:
-            if lease_fd >= 0:
-                os.close(lease_fd)
-            lock.release()
         return True
 
     def _remove_leftovers(self) -> None:
@@ -272,15 +248,11 @@ class ResourceCache:
             shutil.rmtree(trash, ignore_errors=True)
         for staging in self.root.glob(f"*-{FORMAT_VERSION}/.build-*"):
             key = staging.name.removeprefix(".build-").rsplit("-", 1)[0]
-            lock = filelock.FileLock(staging.parent / f"{key}.lock")
-            try:
-                lock.acquire(timeout=0)
-            except filelock.Timeout:
+            build_lock = locks.try_exclusive(staging.parent / f"{key}.lock")
+            if build_lock is None:
                 continue  # still being built
-            try:
+            with build_lock:
                 shutil.rmtree(staging, ignore_errors=True)
-            finally:
-                lock.release()
 
     def _collect_if_over_cap(self) -> None:
         """Best effort: a build that succeeded never fails because collecting did."""
@@ -297,20 +269,6 @@ class ResourceCache:
 
 def _is_published(path: Path) -> bool:
     return (path / ENTRY_META).is_file()
-
-
-def _in_use(lease_path: Path) -> bool:
-    try:
-        fd = os.open(lease_path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops the probe's lock
-    return False
 
 
 def _write_meta(directory: Path, kind: str, key: str, description: dict[str, Any]) -> None:

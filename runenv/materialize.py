@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from runenv import settings
 from runenv.cache import ResourceCache
@@ -22,6 +23,9 @@ from runenv.envs.setup import StageCallback
 from runenv.setup_log import SetupLog
 from runenv.spec import RuntimeEnv
 from runenv.upload import make_portable
+
+if TYPE_CHECKING:
+    from runenv.storage import PackageStore
 
 
 def materialize(env: RuntimeEnv, on_stage: StageCallback | None = None) -> Context:
@@ -51,14 +55,21 @@ def materialize(env: RuntimeEnv, on_stage: StageCallback | None = None) -> Conte
 
 
 def prepare(
-    env: RuntimeEnv, setup: Setup | None = None, on_stage: StageCallback | None = None
+    env: RuntimeEnv,
+    setup: Setup | None = None,
+    on_stage: StageCallback | None = None,
+    store: PackageStore | None = None,
 ) -> RuntimeEnv:
     """The portable, locked form of ``env``: URIs instead of local code, pinned packages.
 
-    This is what crosses machines, so that every node runs the same code and versions.
+    This is what crosses machines, so that every node runs the same code and versions. Local
+    code goes to ``store`` (default: the env's ``upload_path``, else the store under
+    ``RUNENV_HOME``). An env that is prepared already comes back as it is.
     """
     setup = setup or new_setup(env, on_stage)
-    portable = make_portable(env, on_packaged=lambda path, package: setup.report("package", path))
+    portable = make_portable(
+        env, on_packaged=lambda path, package: setup.report("package", path), store=store
+    )
     packages = portable.python_packages
     if packages is not None and packages.lock is None:
         locked = lock_packages(packages, setup)

@@ -27,15 +27,3 @@ def archive_suffix(uri: str) -> str | None:
         if path.endswith(suffix):
             return suffix
     return None
-
-
-_RUNENV_PACKAGE = re.compile(r"/pkgs/[0-9a-f]{64}\.zip$")
-
-
-def is_runenv_package(uri: str) -> bool:
-    """Whether ``uri`` names an archive runenv made (``.../pkgs/<sha256>.zip``).
-
-    Such archives hold a directory's content at their root, so no top-level directory is lifted
-    from them, whatever the directory held.
-    """
-    return bool(_RUNENV_PACKAGE.search(urlsplit(uri).path))

@@ -14,11 +14,13 @@ def build_wheel(
     version: str,
     modules: dict[str, str] | None = None,
     requires: list[str] | None = None,
+    extras: dict[str, list[str]] | None = None,
 ) -> Path:
     """Write ``<name>-<version>-py3-none-any.whl`` into ``directory``.
 
     ``modules`` maps paths inside the wheel (e.g. ``"demo_a/__init__.py"``) to their source;
-    by default a package named like the distribution that knows its version.
+    by default a package named like the distribution that knows its version. ``extras`` maps
+    each extra to the requirements it adds.
     """
     directory.mkdir(parents=True, exist_ok=True)
     package = name.replace("-", "_")
@@ -26,6 +28,9 @@ def build_wheel(
     dist_info = f"{package}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     metadata += "".join(f"Requires-Dist: {requirement}\n" for requirement in requires or [])
+    for extra, extra_requires in (extras or {}).items():
+        metadata += f"Provides-Extra: {extra}\n"
+        metadata += "".join(f'Requires-Dist: {r}; extra == "{extra}"\n' for r in extra_requires)
     files[f"{dist_info}/METADATA"] = metadata
     files[f"{dist_info}/WHEEL"] = (
         "Wheel-Version: 1.0\nGenerator: runenv-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from runenv.core.messages import Exit
 from runenv.core.protocol import Connection
 from runenv.core.worker import BOOTSTRAP
 from runenv.deadline import Deadline
+from runenv.digests import file_digest, key_of
 
 if TYPE_CHECKING:
     from runenv.engine.envs import EnvState
@@ -133,9 +133,8 @@ def bootstrap_directory(cache: ResourceCache) -> tuple[Path, Lease]:
     """The directory workers import runenv's worker side (and cloudpickle) from."""
     package = Path(runenv.__file__).parent
     sources = [package / name for name in _WORKER_MODULES]
-    digest = hashlib.sha256(runenv.__version__.encode())
-    for source in sources:
-        digest.update(source.read_bytes())
+    contents = {name: file_digest(str(package / name)) for name in _WORKER_MODULES}
+    key = key_of({"runenv": runenv.__version__, "sources": contents})[:32]
 
     def build(staging: Path) -> dict[str, str]:
         for source, name in zip(sources, _WORKER_MODULES, strict=True):
@@ -146,5 +145,5 @@ def bootstrap_directory(cache: ResourceCache) -> tuple[Path, Lease]:
         shutil.copytree(Path(cloudpickle.__file__).parent, staging / "back" / "cloudpickle")
         return {"runenv": runenv.__version__}
 
-    entry = cache.acquire("bootstrap", digest.hexdigest()[:32], build, Deadline(None))
+    entry = cache.acquire("bootstrap", key, build, Deadline(None))
     return entry.path, entry.lease

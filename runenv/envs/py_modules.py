@@ -6,9 +6,10 @@ from pathlib import Path
 
 from runenv import uris
 from runenv.context import Context
+from runenv.digests import key_of
 from runenv.envs import uv
 from runenv.envs.archives import fetch, fetch_and_unpack
-from runenv.envs.setup import Setup, content_key
+from runenv.envs.setup import Setup
 from runenv.spec import RuntimeEnv
 
 KIND = "py_modules"
@@ -32,4 +33,4 @@ def _module_path(uri: str, setup: Setup) -> str:
             fetch_and_unpack(uri, staging / "site", setup, KIND, lift=False)
         return {"uri": uri}
 
-    return str(setup.acquire(KIND, content_key(uri), build, f"py_module {uri}") / "site")
+    return str(setup.acquire(KIND, key_of({"uri": uri}), build, f"py_module {uri}") / "site")

@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 
 from runenv.context import Context
+from runenv.digests import key_of
 from runenv.envs import uv
-from runenv.envs.setup import Setup, content_key
+from runenv.envs.setup import Setup
 from runenv.errors import EnvSetupError
 from runenv.spec import Lock, PythonPackages, RuntimeEnv
 
@@ -36,7 +37,7 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
         _build_venv(packages, lock, staging / "venv", setup)
         return {"tool": packages.tool, "python": lock.python, "packages": list(packages.packages)}
 
-    key = content_key(KIND, json.dumps(packages.to_field(), sort_keys=True))
+    key = key_of(packages.to_field())  # the lock included: the exact versions
     what = f"{packages.tool} env {', '.join(packages.packages) or '(no packages)'}"
     venv = setup.acquire(KIND, key, build, what) / "venv"
     return context.with_changes(
@@ -67,7 +68,7 @@ def lock_packages(packages: PythonPackages, setup: Setup) -> PythonPackages:
         (staging / LOCK_FILE).write_text(json.dumps(lock.to_field()))
         return {"packages": list(packages.packages), "python": lock.python}
 
-    key = content_key(LOCK_KIND, uv.python_version(), json.dumps(packages.to_field()))
+    key = key_of({"python": uv.python_version(), "packages": packages.to_field()})
     entry = setup.acquire(LOCK_KIND, key, build, f"lock of {', '.join(packages.packages)}")
     lock = Lock.from_field(json.loads((entry / LOCK_FILE).read_text()))
     return dataclasses.replace(packages, lock=lock)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import subprocess
@@ -87,11 +86,6 @@ class Setup:
 
 
 Step = Callable[[RuntimeEnv, Setup, Context], Context]
-
-
-def content_key(*parts: str) -> str:
-    """A cache key for what the parts describe."""
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runenv import uris
 from runenv.context import Context
+from runenv.digests import key_of
 from runenv.envs.archives import fetch_and_unpack
-from runenv.envs.setup import Setup, content_key
+from runenv.envs.setup import Setup
 from runenv.spec import RuntimeEnv
+from runenv.store_layout import runenv_archive_digest
 
 KIND = "working_dir"
 
@@ -20,10 +21,11 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
 
     def build(staging: Path) -> dict[str, str]:
         # Ray's rule: a remote archive holding one top-level directory is used without it.
-        lift = not uris.is_runenv_package(uri)
+        # runenv's own archives hold the directory's content at their root: nothing to lift.
+        lift = runenv_archive_digest(uri) is None
         fetch_and_unpack(uri, staging / "code", setup, KIND, lift=lift)
         return {"uri": uri}
 
-    entry = setup.acquire(KIND, content_key(uri), build, f"working_dir {uri}")
+    entry = setup.acquire(KIND, key_of({"uri": uri}), build, f"working_dir {uri}")
     code = str(entry / "code")
     return context.with_changes(cwd=code, pythonpath=(code, *context.pythonpath))

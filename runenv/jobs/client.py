@@ -1,36 +1,61 @@
 """``JobClient``: the job SDK, with the method names of Ray's JobSubmissionClient.
 
 Without an address (nor ``RUNENV_ADDRESS``) it runs jobs on this machine directly; with one it
-talks to a ``runenv serve`` server, uploading local code to the server's package store first
-(or to ``upload_path`` when the env has one).
+talks to a ``runenv serve`` server. Either way the env is *prepared* on the submitting machine —
+local code packaged (for a server: into the server's store, or into ``upload_path`` when the env
+has one) and Python packages locked — so what is submitted is exactly what runs.
+
+The two ways are two :class:`JobBackend` implementations; ``JobClient`` picks one and delegates.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
-from runenv.envs.setup import StageCallback
+from runenv import store_layout
 from runenv.errors import RunenvError
-from runenv.jobs.manager import JobManager
-from runenv.jobs.models import JobInfo, JobStatus
+from runenv.jobs.models import JobInfo, JobStatus, Submission
 from runenv.spec import RuntimeEnv
-from runenv.upload import make_portable
+
+if TYPE_CHECKING:
+    import httpx
+
+    from runenv.envs.setup import StageCallback
+    from runenv.jobs.manager import JobManager
 
 ADDRESS_VARIABLE = "RUNENV_ADDRESS"
 TOKEN_VARIABLE = "RUNENV_TOKEN"
+
+
+class JobBackend(Protocol):
+    """Where jobs run: on this machine, or on a job server."""
+
+    def submit_job(self, submission: Submission, on_stage: StageCallback | None) -> str: ...
+
+    def get_job_info(self, submission_id: str) -> JobInfo: ...
+
+    def get_job_logs(self, submission_id: str) -> str: ...
+
+    def tail_job_logs(self, submission_id: str) -> Iterator[str]: ...
+
+    def stop_job(self, submission_id: str) -> bool: ...
+
+    def delete_job(self, submission_id: str) -> bool: ...
+
+    def list_jobs(self, status: JobStatus | None) -> list[JobInfo]: ...
 
 
 class JobClient:
     def __init__(self, address: str | None = None, token: str | None = None) -> None:
         self.address = (address or os.environ.get(ADDRESS_VARIABLE) or "").rstrip("/") or None
         token = token or os.environ.get(TOKEN_VARIABLE)
-        self._local = JobManager() if self.address is None else None
-        self._http = _Http(self.address, token) if self.address is not None else None
+        self.backend: JobBackend = (
+            LocalBackend() if self.address is None else HttpBackend(self.address, token)
+        )
 
     def submit_job(
         self,
@@ -47,85 +72,102 @@ class JobClient:
             if isinstance(runtime_env, RuntimeEnv)
             else RuntimeEnv.from_dict(runtime_env or {})
         )
-        if self._local is not None:
-            return self._local.submit(
-                entrypoint, env, submission_id, metadata, max_retries, timeout_s, on_stage
-            )
-        assert self._http is not None
-        portable = self._http.upload_code(env, on_stage)
-        body = {
-            "entrypoint": entrypoint,
-            "runtime_env": portable.to_dict(),
-            "submission_id": submission_id,
-            "metadata": metadata or {},
-            "max_retries": max_retries,
-            "timeout_s": timeout_s,
-        }
-        return str(self._http.call("POST", "/api/jobs/", json=body)["submission_id"])
+        submission = Submission(
+            entrypoint, env, submission_id, dict(metadata or {}), max_retries, timeout_s
+        )
+        return self.backend.submit_job(submission, on_stage)
 
     def get_job_info(self, submission_id: str) -> JobInfo:
-        if self._local is not None:
-            return self._local.info(submission_id)
-        assert self._http is not None
-        return JobInfo.from_dict(self._http.call("GET", f"/api/jobs/{submission_id}"))
+        return self.backend.get_job_info(submission_id)
 
     def get_job_status(self, submission_id: str) -> JobStatus:
         return self.get_job_info(submission_id).status
 
     def get_job_logs(self, submission_id: str) -> str:
-        if self._local is not None:
-            return self._local.logs(submission_id)
-        assert self._http is not None
-        return str(self._http.call("GET", f"/api/jobs/{submission_id}/logs")["logs"])
+        return self.backend.get_job_logs(submission_id)
 
     def tail_job_logs(self, submission_id: str) -> Iterator[str]:
         """The log as it is written, until the job ends."""
-        if self._local is not None:
-            yield from self._local.tail(submission_id)
-            return
-        assert self._http is not None
-        yield from self._http.stream(f"/api/jobs/{submission_id}/logs/tail")
+        return self.backend.tail_job_logs(submission_id)
 
     def stop_job(self, submission_id: str) -> bool:
-        if self._local is not None:
-            return self._local.stop(submission_id)
-        assert self._http is not None
-        return bool(self._http.call("POST", f"/api/jobs/{submission_id}/stop")["stopped"])
+        return self.backend.stop_job(submission_id)
 
     def delete_job(self, submission_id: str) -> bool:
-        if self._local is not None:
-            self._local.delete(submission_id)
-            return True
-        assert self._http is not None
-        return bool(self._http.call("DELETE", f"/api/jobs/{submission_id}")["deleted"])
+        return self.backend.delete_job(submission_id)
 
     def list_jobs(self, status: JobStatus | None = None) -> list[JobInfo]:
-        if self._local is not None:
-            return self._local.list(status)
-        assert self._http is not None
-        params = {"status": status.value} if status else {}
-        return [
-            JobInfo.from_dict(item) for item in self._http.call("GET", "/api/jobs/", params=params)
-        ]
+        return self.backend.list_jobs(status)
 
 
-class _Http:
+class LocalBackend:
+    """Jobs on this machine, through its :class:`JobManager` (which prepares the env)."""
+
+    def __init__(self, manager: JobManager | None = None) -> None:
+        from runenv.jobs.manager import JobManager
+
+        self.manager = manager or JobManager()
+
+    def submit_job(self, submission: Submission, on_stage: StageCallback | None) -> str:
+        return self.manager.submit(submission, on_stage)
+
+    def get_job_info(self, submission_id: str) -> JobInfo:
+        return self.manager.info(submission_id)
+
+    def get_job_logs(self, submission_id: str) -> str:
+        return self.manager.logs(submission_id)
+
+    def tail_job_logs(self, submission_id: str) -> Iterator[str]:
+        return self.manager.tail(submission_id)
+
+    def stop_job(self, submission_id: str) -> bool:
+        return self.manager.stop(submission_id)
+
+    def delete_job(self, submission_id: str) -> bool:
+        self.manager.delete(submission_id)
+        return True
+
+    def list_jobs(self, status: JobStatus | None) -> list[JobInfo]:
+        return self.manager.list(status)
+
+
+class HttpBackend:
+    """Jobs on a ``runenv serve`` server, over its HTTP JSON API."""
+
     def __init__(self, address: str, token: str | None) -> None:
+        import httpx
+
         self.address = address
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.client = httpx.Client(base_url=address, headers=headers, timeout=httpx.Timeout(60))
 
-    def call(self, method: str, path: str, **options: Any) -> Any:
-        try:
-            response = self.client.request(method, path, **options)
-        except httpx.HTTPError as error:
-            raise RunenvError(
-                f"cannot reach the job server at {self.address}: {error}",
-                hint="start it with `runenv serve`, or check --address / RUNENV_ADDRESS",
-            ) from None
-        return _checked(response)
+    def submit_job(self, submission: Submission, on_stage: StageCallback | None) -> str:
+        from runenv.materialize import prepare
 
-    def stream(self, path: str) -> Iterator[str]:
+        env = submission.runtime_env
+        # Packaged and locked here; the server runs the prepared env as it is.
+        store = None if env.upload_path else _ServerStore(self)
+        prepared = prepare(env, on_stage=on_stage, store=store)
+        body = {
+            "entrypoint": submission.entrypoint,
+            "runtime_env": prepared.to_dict(),
+            "submission_id": submission.submission_id,
+            "metadata": submission.metadata,
+            "max_retries": submission.max_retries,
+            "timeout_s": submission.timeout_s,
+        }
+        return str(self.call("POST", "/api/jobs/", json=body)["submission_id"])
+
+    def get_job_info(self, submission_id: str) -> JobInfo:
+        return JobInfo.from_dict(self.call("GET", f"/api/jobs/{submission_id}"))
+
+    def get_job_logs(self, submission_id: str) -> str:
+        return str(self.call("GET", f"/api/jobs/{submission_id}/logs")["logs"])
+
+    def tail_job_logs(self, submission_id: str) -> Iterator[str]:
+        import httpx
+
+        path = f"/api/jobs/{submission_id}/logs/tail"
         try:
             with self.client.stream("GET", path, timeout=httpx.Timeout(60, read=None)) as response:
                 if response.status_code >= 400:
@@ -135,24 +177,43 @@ class _Http:
         except httpx.HTTPError as error:
             raise RunenvError(f"lost the job server at {self.address}: {error}") from None
 
-    def upload_code(self, env: RuntimeEnv, on_stage: StageCallback | None) -> RuntimeEnv:
-        """The env with its local code in the server's store (or in its upload_path)."""
-        report = on_stage or (lambda stage, detail: None)
-        if env.upload_path:
-            return make_portable(env, lambda path, package: report("package", path))
-        return make_portable(
-            env, lambda path, package: report("upload", path), store=_ServerStore(self)
-        )
+    def stop_job(self, submission_id: str) -> bool:
+        return bool(self.call("POST", f"/api/jobs/{submission_id}/stop")["stopped"])
+
+    def delete_job(self, submission_id: str) -> bool:
+        return bool(self.call("DELETE", f"/api/jobs/{submission_id}")["deleted"])
+
+    def list_jobs(self, status: JobStatus | None) -> list[JobInfo]:
+        params = {"status": status.value} if status else {}
+        return [JobInfo.from_dict(item) for item in self.call("GET", "/api/jobs/", params=params)]
+
+    def call(self, method: str, path: str, **options: Any) -> Any:
+        return _checked(self.request(method, path, **options))
+
+    def request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        import httpx
+
+        try:
+            return self.client.request(method, path, **options)
+        except httpx.HTTPError as error:
+            raise RunenvError(
+                f"cannot reach the job server at {self.address}: {error}",
+                hint="start it with `runenv serve`, or check --address / RUNENV_ADDRESS",
+            ) from None
 
 
 class _ServerStore:
-    """The server's package store, as ``make_portable`` sees a store: HEAD to check, PUT to add."""
+    """The server's package store, as packaging sees a store: HEAD to check, PUT to add."""
 
     is_local = False
 
-    def __init__(self, http: _Http) -> None:
-        self.http = http
-        self.base_uri = str(http.call("GET", "/api/version")["store_uri"])
+    def __init__(self, server: HttpBackend) -> None:
+        self.server = server
+
+    @cached_property
+    def base_uri(self) -> str:
+        """Asked of the server when first needed: an env without local code never needs it."""
+        return str(self.server.call("GET", "/api/version")["store_uri"])
 
     def uri(self, name: str) -> str:
         return f"{self.base_uri}/{name}"
@@ -161,15 +222,18 @@ class _ServerStore:
         return None
 
     def exists(self, name: str) -> bool:
-        response = self.http.client.head(f"/api/packages/{name.removeprefix('pkgs/')}")
+        response = self.server.request("HEAD", self._path(name))
         if response.status_code in (200, 404):
             return response.status_code == 200
         return bool(_checked(response))
 
     def put_file(self, local_path: Path, name: str, *, move: bool = False) -> str:
         with open(local_path, "rb") as body:
-            self.http.call("PUT", f"/api/packages/{name.removeprefix('pkgs/')}", content=body)
+            self.server.call("PUT", self._path(name), content=body)
         return self.uri(name)
+
+    def _path(self, name: str) -> str:
+        return f"/api/packages/{store_layout.served_path(name)}"
 
 
 def _checked(response: httpx.Response) -> Any:

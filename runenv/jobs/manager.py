@@ -20,10 +20,9 @@ import psutil
 from runenv.envs.setup import StageCallback
 from runenv.errors import RunenvError
 from runenv.jobs import supervisor
-from runenv.jobs.models import JobInfo, JobStatus, new_submission_id
+from runenv.jobs.models import JobInfo, JobStatus, Submission, new_submission_id
 from runenv.jobs.store import JobStore
 from runenv.materialize import prepare
-from runenv.spec import RuntimeEnv
 
 # A record whose supervisor has not reported its pid yet is only "lost" after this long.
 SPAWN_GRACE_SECONDS = 30.0
@@ -34,34 +33,21 @@ class JobManager:
     def __init__(self, store: JobStore | None = None) -> None:
         self.store = store or JobStore()
 
-    def submit(
-        self,
-        entrypoint: str,
-        runtime_env: RuntimeEnv | dict[str, Any] | None = None,
-        submission_id: str | None = None,
-        metadata: dict[str, str] | None = None,
-        max_retries: int = 0,
-        timeout_s: float | None = None,
-        on_stage: StageCallback | None = None,
-    ) -> str:
+    def submit(self, submission: Submission, on_stage: StageCallback | None = None) -> str:
         """Record the job and start its supervisor; returns the submission id at once."""
-        if not entrypoint.strip():
+        if not submission.entrypoint.strip():
             raise RunenvError("the entrypoint is empty", hint="runenv job submit -- python main.py")
-        env = (
-            runtime_env
-            if isinstance(runtime_env, RuntimeEnv)
-            else RuntimeEnv.from_dict(runtime_env or {})
-        )
-        # Local code packaged, packages locked: what the job will run, wherever it runs.
-        prepared = prepare(env, on_stage=on_stage)
+        # Local code packaged, packages locked: what the job will run, wherever it runs. An env
+        # prepared by a remote client already is kept as it is (its lock is not resolved again).
+        prepared = prepare(submission.runtime_env, on_stage=on_stage)
         info = JobInfo(
-            submission_id=submission_id or new_submission_id(),
-            entrypoint=entrypoint,
+            submission_id=submission.submission_id or new_submission_id(),
+            entrypoint=submission.entrypoint,
             runtime_env=prepared.to_dict(),
             env_key=prepared.key,
-            metadata=dict(metadata or {}),
-            max_retries=max_retries,
-            timeout_s=timeout_s,
+            metadata=dict(submission.metadata),
+            max_retries=submission.max_retries,
+            timeout_s=submission.timeout_s,
         )
         self.store.insert(info)
         supervisor.spawn(info.submission_id)

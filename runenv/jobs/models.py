@@ -7,9 +7,12 @@ import json
 import re
 import secrets
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runenv.errors import RunenvError
+
+if TYPE_CHECKING:
+    from runenv.spec import RuntimeEnv
 
 
 class JobStatus(str, enum.Enum):
@@ -26,6 +29,18 @@ class JobStatus(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a job is submitted with; the env as given (submitting prepares it)."""
+
+    entrypoint: str
+    runtime_env: RuntimeEnv
+    submission_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    max_retries: int = 0
+    timeout_s: float | None = None
 
 
 _SUBMISSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

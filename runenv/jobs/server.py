@@ -19,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from runenv import __version__, settings
+from runenv import __version__, settings, store_layout
 from runenv.errors import RunenvError
 from runenv.jobs.manager import FOLLOW_POLL_SECONDS, JobManager
-from runenv.jobs.models import JobStatus
+from runenv.jobs.models import JobStatus, Submission
 from runenv.jobs.store import DuplicateJobError, JobNotFoundError
 from runenv.packaging.archive import verify_package
+from runenv.spec import RuntimeEnv
 from runenv.storage import Store
 
 
@@ -59,15 +60,15 @@ class _JobApi:
 
     async def submit(self, request: Request) -> Response:
         body = await request.json()
-        submission_id = await asyncio.to_thread(
-            self.jobs.submit,
+        submission = Submission(
             entrypoint=str(body.get("entrypoint", "")),
-            runtime_env=body.get("runtime_env") or {},
+            runtime_env=RuntimeEnv.from_dict(body.get("runtime_env") or {}),
             submission_id=body.get("submission_id"),
-            metadata=body.get("metadata") or {},
+            metadata=dict(body.get("metadata") or {}),
             max_retries=int(body.get("max_retries") or 0),
             timeout_s=body.get("timeout_s"),
         )
+        submission_id = await asyncio.to_thread(self.jobs.submit, submission)
         return JSONResponse({"submission_id": submission_id})
 
     async def list_jobs(self, request: Request) -> Response:
@@ -97,13 +98,13 @@ class _JobApi:
         return JSONResponse({"deleted": True})
 
     async def package_exists(self, request: Request) -> Response:
-        name = f"pkgs/{request.path_params['name']}"
+        name = store_layout.name_from_served_path(request.path_params["name"])
         found = await asyncio.to_thread(self.store.exists, name)
         return Response(status_code=200 if found else 404)
 
     async def upload(self, request: Request) -> Response:
         """A package, refused over the size limit and kept only if it matches its digest."""
-        name = f"pkgs/{request.path_params['name']}"
+        name = store_layout.name_from_served_path(request.path_params["name"])
         limit = settings.max_package_bytes() * 2  # compressed or not, never beyond this
         with tempfile.TemporaryDirectory(dir=self.store.staging_directory()) as scratch:
             received = Path(scratch) / "upload"

@@ -2,7 +2,7 @@
 
 ``package_directory`` walks the tree (:mod:`.walk`), refuses it when it is over the size limit,
 hashes the files through a stat-keyed cache (:mod:`.hashes`), and writes a deterministic zip
-(:mod:`.archive`) named ``pkgs/<digest>.zip`` — unless the store already holds it.
+(:mod:`.archive`) named as :mod:`runenv.store_layout` says — unless the store already holds it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runenv import settings
+from runenv.digests import file_digest
 from runenv.errors import PackagingError
 from runenv.packaging.archive import manifest_digest, unpack, write_zip
-from runenv.packaging.hashes import HashCache, hash_file, now_ns
+from runenv.packaging.hashes import HashCache, now_ns
 from runenv.packaging.limits import check_size
 from runenv.packaging.walk import (
     DEFAULT_EXCLUDES,
@@ -26,6 +27,7 @@ from runenv.packaging.walk import (
     walk_tree,
 )
 from runenv.storage import PackageStore
+from runenv.store_layout import archive_name, as_is_name
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -35,8 +37,6 @@ __all__ = [
     "package_file",
     "unpack",
 ]
-
-PACKAGE_PREFIX = "pkgs"
 
 
 @dataclass
@@ -69,7 +69,7 @@ def package_directory(
     top_level_directory: bool = False,
     compress: bool | None = None,
 ) -> Package:
-    """Package ``root`` into ``store`` as ``pkgs/<digest>.zip``.
+    """Package ``root`` into ``store`` under its manifest digest (``pkgs/<digest>.zip``).
 
     ``top_level_directory`` keeps the directory's own name in the archive (py_modules packages).
     ``compress`` deflates what shrinks; by default only for stores across a network (s3, gs),
@@ -107,11 +107,8 @@ def upload_file_as_is(path: Path, store: PackageStore) -> Package:
     A wheel keeps its file name (installers need it): ``pkgs/<sha256>/<name>.whl``.
     """
     path = Path(path).resolve()
-    digest = hash_file(str(path))
-    if path.suffix == ".whl":
-        name = f"{PACKAGE_PREFIX}/{digest}/{path.name}"
-    else:
-        name = f"{PACKAGE_PREFIX}/{digest}{path.suffix}"
+    digest = file_digest(str(path))
+    name = as_is_name(digest, path.name)
     uploaded = not store.exists(name)
     if uploaded:
         store.put_file(path, name)
@@ -170,7 +167,3 @@ def _write_and_upload(tree: Tree, store: PackageStore, cache: HashCache, compres
             archive_bytes=archive_bytes,
             files_read=len(tree.files),
         )
-
-
-def archive_name(digest: str) -> str:
-    return f"{PACKAGE_PREFIX}/{digest}.zip"

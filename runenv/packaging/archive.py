@@ -9,7 +9,6 @@ same digest exactly when they would unpack to the same files.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import shutil
 import stat
@@ -23,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from runenv.errors import PackagingError, RunenvError, UnsafeArchiveError
-from runenv.packaging.hashes import CHUNK_BYTES
+from runenv import store_layout
+from runenv.digests import CHUNK_BYTES, bytes_digest, file_digest, stream_digest
+from runenv.errors import PackagingError, RunenvError, StorageError, UnsafeArchiveError
 from runenv.packaging.walk import FileEntry, Tree
 
 MANIFEST_VERSION = "runenv-manifest-v1"
@@ -59,21 +59,20 @@ def zip_digest(archive: Path) -> str:
             if info.filename.endswith("/"):
                 rows.append(_row(info.filename, None, ""))
                 continue
-            digest = hashlib.sha256()
             with source.open(info) as member:
-                while chunk := member.read(CHUNK_BYTES):
-                    digest.update(chunk)
+                content_hash = stream_digest(member)
             mode = 0o755 if (info.external_attr >> 16) & stat.S_IXUSR else 0o644
-            rows.append(_row(info.filename, mode, digest.hexdigest()))
+            rows.append(_row(info.filename, mode, content_hash))
     return _digest_of(rows)
 
 
 def verify_package(path: Path, name: str) -> None:
     """Check that an uploaded file is what its content-addressed ``name`` says it is."""
-    from runenv.packaging.hashes import hash_file
-
-    claimed = name.removeprefix("pkgs/").split("/")[0].removesuffix(".zip")
-    if hash_file(str(path)) == claimed:  # a file stored as it is (a wheel, a user's zip)
+    try:
+        claimed = store_layout.claimed_digest(name)
+    except StorageError as error:
+        raise PackagingError(error.message, hint=error.hint) from None
+    if file_digest(str(path)) == claimed:  # a file stored as it is (a wheel, a user's zip)
         return
     try:
         if name.endswith(".zip") and zip_digest(path) == claimed:
@@ -93,7 +92,7 @@ def _row(path: str, mode: int | None, content_hash: str) -> str:
 
 def _digest_of(rows: list[str]) -> str:
     manifest = "\n".join([MANIFEST_VERSION, *sorted(rows)]) + "\n"
-    return hashlib.sha256(manifest.encode("utf-8", "surrogateescape")).hexdigest()
+    return bytes_digest(manifest.encode("utf-8", "surrogateescape"))
 
 
 def write_zip(tree: Tree, destination: Path, *, compress: bool = True) -> dict[str, str]:
@@ -115,17 +114,11 @@ def write_zip(tree: Tree, destination: Path, *, compress: bool = True) -> dict[s
 
 
 def _write_file(archive: zipfile.ZipFile, entry: FileEntry, compress: bool) -> str:
-    digest = hashlib.sha256()
     with _reading(entry), open(entry.source, "rb") as source:
         head = source.read(_SAMPLE_BYTES)
         info = _file_info(entry, compress and _worth_compressing(entry.size, head))
         with archive.open(info, "w", force_zip64=entry.size > 2**31) as sink:
-            chunk = head
-            while chunk:
-                digest.update(chunk)
-                sink.write(chunk)
-                chunk = source.read(CHUNK_BYTES)
-    return digest.hexdigest()
+            return stream_digest(source, copy_to=sink, head=head)
 
 
 @contextmanager

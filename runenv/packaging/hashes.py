@@ -10,7 +10,6 @@ time, and are trusted after that.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -18,7 +17,6 @@ from pathlib import Path
 
 from runenv.packaging.walk import FileEntry
 
-CHUNK_BYTES = 1024 * 1024
 RACY_WINDOW_NS = 2_000_000_000  # covers coarse timestamps (FAT, HFS+: 1-2 s)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_hashes (
@@ -31,14 +29,6 @@ CREATE TABLE IF NOT EXISTS file_hashes (
     sha256 TEXT NOT NULL
 ) WITHOUT ROWID
 """
-
-
-def hash_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class HashCache:

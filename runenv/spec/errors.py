@@ -54,12 +54,12 @@ def field_path(loc: Sequence[str | int]) -> str:
     return text
 
 
-def spec_error(problems: list[str]) -> SpecError:
+def spec_error(problems: list[str], hint: str = SCHEMA_HINT) -> SpecError:
     """One SpecError for one or more problems, each a ``field: what is wrong`` line."""
     if len(problems) == 1:
-        return SpecError(problems[0], hint=SCHEMA_HINT)
+        return SpecError(problems[0], hint=hint)
     listed = "\n".join(f"  {problem}" for problem in problems)
-    return SpecError(f"invalid runtime_env ({len(problems)} problems):\n{listed}", hint=SCHEMA_HINT)
+    return SpecError(f"invalid runtime_env ({len(problems)} problems):\n{listed}", hint=hint)
 
 
 def from_validation_error(error: ValidationError) -> SpecError:

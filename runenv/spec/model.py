@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from runenv.digests import canonical_json, key_of
 from runenv.errors import SpecError
 from runenv.spec.normalize import PYTHON_ENV_FIELDS, normalize
 from runenv.spec.python_packages import PythonPackages
@@ -65,13 +65,13 @@ class RuntimeEnv:
         return copy
 
     def canonical_json(self) -> str:
-        return _canonical_json(self._data)
+        return canonical_json(self._data)
 
     @cached_property
     def key(self) -> str:
         """sha256 of what the env contains (``config`` and ``upload_path`` left out)."""
         content = {name: value for name, value in self._data.items() if name not in _NOT_IN_KEY}
-        return hashlib.sha256(_canonical_json(content).encode()).hexdigest()
+        return key_of(content)
 
     def replace(self, **changes: Any) -> RuntimeEnv:
         """A copy with some fields changed (None removes a field), validated again."""
@@ -171,7 +171,3 @@ def read_env_file(path: Path) -> dict[str, Any]:
             hint="write the fields at the top level, e.g. `working_dir: .`",
         )
     return data
-
-
-def _canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -19,7 +19,13 @@ from runenv import uris
 from runenv.errors import SpecError
 from runenv.spec.errors import field_path, from_validation_error, spec_error
 from runenv.spec.python_packages import Lock, PythonPackages, Tool, install_options_key
-from runenv.spec.requirements import dedupe, read_requirements_file
+from runenv.spec.requirements import (
+    REQUIREMENT_HINT,
+    canonical_requirement,
+    dedupe,
+    invalid_requirement,
+    read_requirements_file,
+)
 from runenv.spec.schema import ConfigInput, PipInput, RuntimeEnvInput, UvInput
 
 PYTHON_ENV_FIELDS = ("pip", "uv", "conda")
@@ -169,11 +175,17 @@ def _requirements(
     if isinstance(value, str):
         read = read_requirements_file(_local_path(value, base_dir), where)
         return read.packages, read.options
-    packages = []
+    packages, problems = [], []
     for index, requirement in enumerate(value):
-        if not requirement.strip():
+        text = requirement.strip()
+        if not text:
             raise spec_error([f"{where}[{index}]: expected a non-empty requirement string"])
-        packages.append(requirement.strip())
+        try:
+            packages.append(canonical_requirement(text))
+        except ValueError as error:
+            problems.append(invalid_requirement(f"{where}[{index}]", text, str(error)))
+    if problems:
+        raise spec_error(problems, hint=REQUIREMENT_HINT)
     return dedupe(packages), []
 
 

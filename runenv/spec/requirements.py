@@ -1,8 +1,13 @@
-"""Reading requirements.txt files into requirement strings and install options.
+"""Requirement strings, and reading requirements.txt files into them and install options.
 
-Only what a runtime_env needs: comments, blank lines, line continuations, ``-r`` includes, and the
-index options (``--index-url``, ``--extra-index-url``, ``--find-links``, ``--no-index``) that become
-install options. Options are kept as single ``--flag=value`` tokens so they can be de-duplicated.
+Every requirement is parsed as PEP 508 (``packaging.requirements``) and kept with its name and
+extras in canonical form (``Six`` → ``six``, ``my_pkg`` → ``my-pkg``), so spellings of one
+requirement give one env key; the rest stays as written.
+
+Of requirements files, only what a runtime_env needs: comments, blank lines, line continuations,
+``-r`` includes, and the index options (``--index-url``, ``--extra-index-url``, ``--find-links``,
+``--no-index``) that become install options. Options are kept as single ``--flag=value`` tokens
+so they can be de-duplicated.
 """
 
 from __future__ import annotations
@@ -31,6 +36,18 @@ _EDITABLE_OPTIONS = {"-e", "--editable"}
 # Options whose value is a local path, resolved against the requirements file's directory.
 _PATH_OPTIONS = {"--find-links", "--constraint"}
 _COMMENT = re.compile(r"(^|\s+)#.*$")
+# Requirements so plain that they are valid and canonical as written: no parser needed (the
+# parser's import costs start-up time). "~=" is left out: it needs two release segments.
+_PLAIN_REQUIREMENT = re.compile(
+    r"[a-z0-9]+(?:-[a-z0-9]+)*(?:(?:==|!=|>=|<=|<|>)[0-9]+(?:\.[0-9]+)*)?"
+)
+_EXTRAS = re.compile(r"\s*\[[^\]]*\]")
+# pip-compile's per-requirement hashes: the lock pins versions, and hashes were never checked.
+_HASH_OPTION = re.compile(r"\s+--hash[= ]\S+")
+REQUIREMENT_HINT = (
+    "write PEP 508 requirements, e.g. `requests>=2`, `pkg[extra]; python_version >= '3.10'` "
+    "or `pkg @ https://host/pkg-1.0-py3-none-any.whl` (a local wheel: `pkg @ file:///path`)"
+)
 
 
 @dataclass
@@ -48,6 +65,32 @@ def read_requirements_file(path: Path, field_path: str) -> Requirements:
     result.packages = dedupe(result.packages)
     result.options = dedupe(result.options)
     return result
+
+
+def canonical_requirement(text: str) -> str:
+    """``text``, a PEP 508 requirement, with its name and extras in canonical form.
+
+    Raises ValueError with the parser's reason when ``text`` is not a valid requirement.
+    """
+    if _PLAIN_REQUIREMENT.fullmatch(text):
+        return text
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as error:
+        raise ValueError(str(error).splitlines()[0]) from None
+    rest = text.strip()[len(requirement.name) :]  # the name is written first, as it was parsed
+    extras = _EXTRAS.match(rest)
+    if extras is not None:
+        names = sorted(canonicalize_name(extra) for extra in requirement.extras)
+        rest = f"[{','.join(names)}]{rest[extras.end() :]}"
+    return canonicalize_name(requirement.name) + rest
+
+
+def invalid_requirement(where: str, text: str, reason: str) -> str:
+    return f"{where}: invalid requirement {text!r}: {reason}"
 
 
 def dedupe(items: list[str]) -> list[str]:
@@ -92,7 +135,13 @@ def _logical_lines(path: Path) -> list[tuple[int, str]]:
 
 def _read_line(line: str, base: Path, where: str, result: Requirements, seen: set[Path]) -> None:
     if not line.startswith("-"):
-        result.packages.append(line)
+        line = _HASH_OPTION.sub("", line)
+        try:
+            result.packages.append(canonical_requirement(line))
+        except ValueError as error:
+            raise SpecError(
+                invalid_requirement(where, line, str(error)), hint=REQUIREMENT_HINT
+            ) from None
         return
     tokens = _split_option(line, where)
     name, value = tokens[0], tokens[1] if len(tokens) > 1 else None

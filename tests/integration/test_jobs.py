@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 from conftest import GatedIndex
+from wheels import build_wheel
 
 from runenv.jobs import JobClient, JobStatus
 
@@ -322,6 +323,39 @@ def test_submit_to_a_server_uploads_the_working_dir(
     assert [job["status"] for job in json.loads(listing.stdout)] == ["SUCCEEDED", "FAILED"]
 
 
+def test_a_remote_submission_is_prepared_on_the_submitting_machine(
+    server: Server, environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "runenv-demo-a", "1.0")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "main.py").write_text("import runenv_demo_a\nprint('demo', runenv_demo_a.VERSION)\n")
+    client_home = tmp_path / "client-home"
+    monkeypatch.setenv("RUNENV_HOME", str(client_home))  # the server keeps its own home
+    client = JobClient(server.address, server.token)
+    env = {
+        "working_dir": str(project),
+        "pip": {
+            "packages": ["Runenv_Demo_A"],
+            "pip_install_options": ["--no-index", "--find-links", str(wheels)],
+        },
+    }
+    job_id = client.submit_job("python main.py", runtime_env=env)
+    assert wait_for_end(client, job_id) == JobStatus.SUCCEEDED, client.get_job_logs(job_id)
+    assert "demo 1.0" in client.get_job_logs(job_id)
+    recorded = client.get_job_info(job_id).runtime_env
+    assert recorded["pip"]["lock"]["requirements"] == ["runenv-demo-a==1.0"]
+    assert recorded["working_dir"].startswith("file://")  # in the server's store, by URI
+    # Resolved by the client (the lock is in its cache); the server only installed the lock.
+    client_resources = client_home / "runtime_resources"
+    server_resources = Path(environ["RUNENV_HOME"]) / "runtime_resources"
+    assert [entry.name for entry in (client_resources / "lock-v1").iterdir() if entry.is_dir()]
+    assert not (server_resources / "lock-v1").exists()
+    assert (server_resources / "python-v1").is_dir()
+    assert not (client_resources / "python-v1").exists()
+
+
 def test_token_is_required(server: Server, environ: dict[str, str]) -> None:
     assert httpx.get(f"{server.address}/api/jobs/").status_code == 401
     wrong = httpx.get(f"{server.address}/api/jobs/", headers={"Authorization": "Bearer nope"})
@@ -358,6 +392,8 @@ def test_package_upload_is_checked(server: Server) -> None:
         f"{server.address}/api/packages/{'0' * 64}.zip", content=b"not a zip", headers=headers
     )
     assert bad.status_code == 400 and "does not match its digest" in bad.json()["error"]
+    unnamed = httpx.put(f"{server.address}/api/packages/notes.txt", content=b"x", headers=headers)
+    assert unnamed.status_code == 400 and "not a package name" in unnamed.json()["error"]
 
 
 @pytest.mark.parametrize("bad", ["../precious", "/tmp/x", "a b"])

@@ -105,6 +105,25 @@ def test_dependencies_are_locked(wheelhouse: Path) -> None:
     assert portable.pip.lock.python == ".".join(map(str, sys.version_info[:3]))
 
 
+def test_urls_markers_and_extras_reach_the_installer(wheelhouse: Path, tmp_path: Path) -> None:
+    build_wheel(wheelhouse, "runenv-demo-c", "1.0", extras={"with-a": ["runenv-demo-a"]})
+    wheel = build_wheel(tmp_path / "elsewhere", "runenv-demo-d", "2.0")
+    env = pip_env(
+        wheelhouse,
+        "Runenv_Demo_C[With_A]; python_version >= '3.8'",
+        f"Runenv.Demo.D @ {wheel.as_uri()}",
+        "runenv-demo-b; python_version < '3'",  # never installed
+    )
+    assert env.pip is not None and env.pip.packages[:2] == (
+        "runenv-demo-c[with-a]; python_version >= '3.8'",
+        f"runenv-demo-d @ {wheel.as_uri()}",
+    )
+    context = materialize(env)
+    code = "import runenv_demo_a, runenv_demo_c, runenv_demo_d; print(runenv_demo_d.VERSION)"
+    assert output_of(context, code) == "2.0"
+    assert run_in(context, "import runenv_demo_b").returncode == 1
+
+
 def test_lock_holds_when_a_newer_version_is_published(
     wheelhouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

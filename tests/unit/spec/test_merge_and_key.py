@@ -137,3 +137,12 @@ def test_replace_revalidates() -> None:
     assert env.replace(pip=None, uv=["six"]).uv is not None
     with pytest.raises(Exception, match="pip and uv are both set"):
         env.replace(uv=["six"])
+
+
+def test_keys_of_existing_envs_do_not_change() -> None:
+    # Cache entries and job records refer to envs by key: a new release must compute the same.
+    assert RuntimeEnv(pip=["six"]).key == (
+        "c0c582d1bc504bd0aa28eb6c9a76e265b7aeec7dd20dc18fdc37df23bf8c40a1"
+    )
+    env = RuntimeEnv(pip=["requests>=2,<3"], env_vars={"A": "é"}, working_dir="s3://b/x.zip")
+    assert env.key == "82f9dbf9ab53bf3159aa0787d5c6c102ab5bf3772fdb8e4039e928d32adf74b3"

@@ -84,3 +84,13 @@ def test_unknown_option_is_refused(tmp_path: Path) -> None:
     write(tmp_path / "r.txt", "--trusted-host example.com\n")
     with pytest.raises(SpecError, match="unsupported option line"):
         RuntimeEnv.from_dict({"pip": "r.txt"}, base_dir=tmp_path)
+
+
+def test_hashes_of_pip_compile_output_are_dropped(tmp_path: Path) -> None:
+    write(
+        tmp_path / "requirements.txt",
+        "six==1.16.0 \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n"
+        "Attrs==23.1 --hash sha256:cc\n",
+    )
+    pip = RuntimeEnv.from_dict({"pip": "requirements.txt"}, base_dir=tmp_path).pip
+    assert pip is not None and pip.packages == ("six==1.16.0", "attrs==23.1")

@@ -276,3 +276,58 @@ def test_errors_carry_a_hint() -> None:
     with pytest.raises(SpecError) as caught:
         RuntimeEnv(pip=3)
     assert caught.value.hint and "runenv env schema" in caught.value.hint
+
+
+# --- requirement strings ------------------------------------------------------------------
+
+
+def test_bad_requirements_are_refused_with_their_index() -> None:
+    message = error_of(pip=["six", "requests>>2", "!!x"])
+    assert "2 problems" in message
+    assert "runtime_env.pip[1]: invalid requirement 'requests>>2': Expected" in message
+    assert "runtime_env.pip[2]: invalid requirement '!!x': Expected package name" in message
+    assert error_of(uv={"packages": ["ok", "bad name"]}).startswith(
+        "runtime_env.uv.packages[1]: invalid requirement 'bad name': "
+    )
+
+
+def test_a_bad_requirement_hints_at_the_forms_that_work() -> None:
+    with pytest.raises(SpecError) as caught:
+        RuntimeEnv(pip=["./wheels/pkg.whl"])
+    assert caught.value.hint is not None and "pkg @ file:///path" in caught.value.hint
+
+
+def test_a_bad_requirement_in_a_file_names_the_file_and_line(in_tmp: Path) -> None:
+    (in_tmp / "requirements.txt").write_text("six\n\nrequests>>2\n")
+    assert error_of(pip="requirements.txt") == (
+        f"runtime_env.pip ({in_tmp / 'requirements.txt'}:3): invalid requirement 'requests>>2': "
+        "Expected semicolon (after name with no version specifier) or end"
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "canonical"),
+    [
+        ("Six", "six"),
+        ("my_pkg", "my-pkg"),
+        ("My.Pkg>=1,<2", "my-pkg>=1,<2"),
+        ("requests[Security,Socks] >= 2", "requests[security,socks] >= 2"),
+        ("requests [socks,security]", "requests[security,socks]"),
+        (
+            "pkg @ https://host/Pkg-1.0-py3-none-any.whl",
+            "pkg @ https://host/Pkg-1.0-py3-none-any.whl",
+        ),
+        ("Attrs; python_version >= '3.8'", "attrs; python_version >= '3.8'"),
+        ("six==1.16.0", "six==1.16.0"),
+        ("numpy~=1.26", "numpy~=1.26"),
+    ],
+)
+def test_requirement_names_and_extras_are_canonical(written: str, canonical: str) -> None:
+    pip = RuntimeEnv(pip=[written]).pip
+    assert pip is not None and pip.packages == (canonical,)
+
+
+def test_spellings_of_one_name_give_one_key() -> None:
+    assert RuntimeEnv(pip=["Six"]).key == RuntimeEnv(pip=["six"]).key
+    assert RuntimeEnv(uv=["my_pkg"]).key == RuntimeEnv(uv=["my-pkg"]).key
+    assert RuntimeEnv(pip=["Six", "six"]).pip == RuntimeEnv(pip=["six"]).pip

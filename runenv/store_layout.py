@@ -1,0 +1,69 @@
+"""Where packages live in a store, in one place: object names, and digests from names and URIs.
+
+- a directory runenv packaged: ``pkgs/<manifest digest>.zip`` (see :mod:`runenv.packaging.archive`)
+- a file uploaded as it is: ``pkgs/<sha256 of the file><suffix>``; a wheel keeps its file name,
+  which installers need: ``pkgs/<sha256>/<name>.whl``
+
+A job server serves the same names under ``/api/packages/<name without pkgs/>``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+from runenv.errors import StorageError
+from runenv.uris import WHEEL_SUFFIX
+
+PREFIX = "pkgs"
+
+_DIGEST = "[0-9a-f]{64}"
+_NAME = re.compile(rf"^{PREFIX}/({_DIGEST})(?:\.zip|/[^/]+\.whl)$")
+_RUNENV_ARCHIVE = re.compile(rf"/{PREFIX}/({_DIGEST})\.zip$")
+
+
+def archive_name(digest: str) -> str:
+    """The name of a directory packaged by runenv, whose manifest digest is ``digest``."""
+    return f"{PREFIX}/{digest}.zip"
+
+
+def as_is_name(digest: str, filename: str) -> str:
+    """The name of a file uploaded as it is (a ``.zip``, a wheel), ``digest`` being its sha256."""
+    suffix = PurePosixPath(filename).suffix
+    if suffix == WHEEL_SUFFIX:
+        return f"{PREFIX}/{digest}/{filename}"
+    return f"{PREFIX}/{digest}{suffix}"
+
+
+def claimed_digest(name: str) -> str:
+    """The digest a package's name claims; a StorageError for a name that is not a package's."""
+    match = _NAME.match(name)
+    if match is None:
+        raise StorageError(
+            f"not a package name: {name!r}",
+            hint=f"packages are named {PREFIX}/<sha256>.zip or {PREFIX}/<sha256>/<name>.whl",
+        )
+    return match.group(1)
+
+
+def served_path(name: str) -> str:
+    """What follows ``/api/packages/`` on a job server for the package ``name``."""
+    claimed_digest(name)
+    return name.removeprefix(f"{PREFIX}/")
+
+
+def name_from_served_path(path: str) -> str:
+    """The package name a job server's ``/api/packages/<path>`` stands for (checked)."""
+    name = f"{PREFIX}/{path}"
+    claimed_digest(name)
+    return name
+
+
+def runenv_archive_digest(uri: str) -> str | None:
+    """The digest in a URI of the form ``.../pkgs/<sha256>.zip``, else None.
+
+    Such archives hold a directory's content at their root (no top-level directory to lift).
+    """
+    match = _RUNENV_ARCHIVE.search(urlsplit(uri).path)
+    return match.group(1) if match else None
