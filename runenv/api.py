@@ -8,7 +8,6 @@ workers import as ``runenv``.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import threading
 from collections.abc import Callable, Sequence
@@ -19,6 +18,7 @@ import cloudpickle
 from runenv.core import runtime as runtimes
 from runenv.core.refs import ActorHandle, ObjectRef
 from runenv.core.runtime import CallOptions, Engine, FunctionSpec, engine
+from runenv.digests import bytes_digest
 from runenv.errors import RunenvError, UsageError, UsageTypeError
 
 __all__ = [
@@ -270,7 +270,7 @@ def _spec_of(target: Any) -> FunctionSpec:
     pickled = cloudpickle.dumps(target)
     name = getattr(target, "__qualname__", getattr(target, "__name__", "function"))
     methods = _public_methods(target) if inspect.isclass(target) else ()
-    return FunctionSpec(hashlib.sha256(pickled).hexdigest()[:32], name, pickled, methods)
+    return FunctionSpec(bytes_digest(pickled)[:32], name, pickled, methods)
 
 
 def _public_methods(cls: type) -> tuple[str, ...]:

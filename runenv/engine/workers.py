@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # The modules a worker imports as ``runenv``, copied into the bootstrap directory.
 _WORKER_MODULES = (
     "api.py",
+    "digests.py",
     "errors.py",
     "core/__init__.py",
     "core/messages.py",
