@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import socket
 import subprocess
@@ -18,7 +19,7 @@ import cloudpickle
 
 import runenv
 from runenv.cache import Lease, ResourceCache
-from runenv.context import Context, die_with_parent, start_process
+from runenv.context import Context, start_process
 from runenv.core.protocol import Connection
 from runenv.core.worker import BOOTSTRAP
 from runenv.deadline import Deadline
@@ -28,6 +29,7 @@ _WORKER_MODULES = (
     "api.py",
     "errors.py",
     "core/__init__.py",
+    "core/lifetime.py",
     "core/protocol.py",
     "core/refs.py",
     "core/runtime.py",
@@ -98,9 +100,9 @@ def start_worker(
     try:
         process = start_process(
             context,
-            [*command, str(theirs.fileno())],
+            [*command, str(theirs.fileno()), str(os.getpid())],
             pass_fds=(theirs.fileno(),),
-            preexec_fn=die_with_parent,
+            arms_itself=True,  # BOOTSTRAP arms the death signal, with our pid to check
         )
     finally:
         theirs.close()
