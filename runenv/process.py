@@ -131,23 +131,26 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
 
 def spawn_detached(
     argv: Sequence[str], *, output: IO[bytes], env: Mapping[str, str] | None = None
-) -> None:
-    """Start ``argv`` as nobody's child, in a session of its own, with no death signal.
+) -> int:
+    """Start ``argv`` as nobody's child, in a session of its own, with no death signal; its
+    pid. Its stdout and stderr go to ``output``.
 
-    ``/bin/sh`` starts it in the background and exits at once, so it is reparented to init (or
-    the nearest subreaper) before this returns: no zombie in a long-running parent, and no
-    Python start-up to wait for. A background command of a non-interactive shell starts with
-    SIGINT and SIGQUIT ignored; a Python started so should restore them first thing.
+    ``/bin/sh`` starts it in the background, prints its pid and exits at once, so it is
+    reparented to init (or the nearest subreaper) before this returns: no zombie in a
+    long-running parent, and no Python start-up to wait for. A background command of a
+    non-interactive shell starts with SIGINT and SIGQUIT ignored; a Python started so should
+    restore them first thing.
     """
-    subprocess.run(
-        ["/bin/sh", "-c", '"$@" &', "sh", *argv],
+    started = subprocess.run(
+        ["/bin/sh", "-c", '"$@" >&2 & echo $!', "sh", *argv],
         env=None if env is None else dict(env),
         stdin=subprocess.DEVNULL,
-        stdout=output,
+        stdout=subprocess.PIPE,
         stderr=output,
         start_new_session=True,
         check=True,
     )
+    return int(started.stdout)
 
 
 def _resolve_program(program: str, path: str | None, cwd: str | None) -> str:

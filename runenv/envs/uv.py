@@ -149,7 +149,7 @@ def resolve(packages: PythonPackages, timeout: float | None) -> Lock:
         # A SetupTimeoutError: never remembered as a failure, so the next request resolves anew.
         raise SetupTimeoutError(
             f"resolving {packages.tool} packages {list(packages.packages)} timed out after "
-            f"{timeout:g} s",
+            f"{timeout:.3g} s",
             hint=TIMEOUT_HINT,
             step="resolve",
         ) from None

@@ -64,7 +64,7 @@ class JobManager:
             timeout_s=timeout_s,
         )
         self.store.insert(info)
-        supervisor.spawn(info.submission_id)
+        supervisor.spawn(info.submission_id, self.store)
         return info.submission_id
 
     def info(self, submission_id: str) -> JobInfo:

@@ -45,14 +45,22 @@ def log_path(submission_id: str) -> Path:
     return job_directory(submission_id) / "job.log"
 
 
-def spawn(submission_id: str) -> None:
+def spawn(submission_id: str, store: JobStore) -> None:
     """Start a detached supervisor for the job: nobody's child (no zombie in a long-running
-    server), in a session of its own (the CLI's Ctrl-C doesn't reach it). Returns without
-    waiting for its Python to start; it records its own pid."""
+    server), in a session of its own (the CLI's Ctrl-C doesn't reach it).
+
+    This does not wait for its Python to start: its pid is recorded here, so a burst of
+    submissions on a busy machine is never taken for supervisors lost before they started.
+    """
     directory = job_directory(submission_id)
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "supervisor.log", "ab") as errors:
-        process.spawn_detached([sys.executable, "-c", _DETACHED, submission_id], output=errors)
+        pid = process.spawn_detached([sys.executable, "-c", _DETACHED, submission_id], output=errors)
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return  # already ended: it recorded itself, or its record is checked as lost
+    store.update(submission_id, supervisor_pid=pid, supervisor_started=started)
 
 
 class _StopDuringSetup(BaseException):
