@@ -185,10 +185,9 @@ def _setpriv() -> str | None:
     for place in (*_SETPRIV_PLACES, shutil.which("setpriv")):
         if place is None:
             continue
-        with contextlib.suppress(OSError):
-            with open(place, "rb") as binary:
-                if b"pdeathsig" in binary.read():
-                    return place
+        with contextlib.suppress(OSError), open(place, "rb") as binary:
+            if b"pdeathsig" in binary.read():
+                return place
     return None
 
 

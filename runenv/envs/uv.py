@@ -67,7 +67,8 @@ def python_available(interpreter: str, timeout: float | None) -> bool:
     ``timeout`` seconds (the setup's, at most ``PROBE_TIMEOUT_SECONDS``)."""
     limit = PROBE_TIMEOUT_SECONDS if timeout is None else min(timeout, PROBE_TIMEOUT_SECONDS)
     try:
-        found = process.run([find_uv_bin(), "python", "find", interpreter], timeout=limit, env=env())
+        command = [find_uv_bin(), "python", "find", interpreter]
+        found = process.run(command, timeout=limit, env=env())
     except subprocess.TimeoutExpired:
         raise SetupTimeoutError(
             f"looking for Python {interpreter} timed out after {limit:g} s",

@@ -54,8 +54,9 @@ def spawn(submission_id: str, store: JobStore) -> None:
     """
     directory = job_directory(submission_id)
     directory.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-c", _DETACHED, submission_id]
     with open(directory / "supervisor.log", "ab") as errors:
-        pid = process.spawn_detached([sys.executable, "-c", _DETACHED, submission_id], output=errors)
+        pid = process.spawn_detached(command, output=errors)
     try:
         started = psutil.Process(pid).create_time()
     except psutil.Error:
