@@ -64,7 +64,7 @@ class JobManager:
             timeout_s=timeout_s,
         )
         self.store.insert(info)
-        supervisor.spawn(info.submission_id, self.store)
+        supervisor.spawn(info.submission_id)
         return info.submission_id
 
     def info(self, submission_id: str) -> JobInfo:
@@ -142,8 +142,11 @@ class JobManager:
         """The record, marked FAILED if its supervisor is gone without saying how it ended."""
         if info.status.is_terminal() or _alive(info):
             return info
-        if info.supervisor_pid is None and time.time() - info.created_time < SPAWN_GRACE_SECONDS:
-            return info  # being submitted right now
+        if info.supervisor_pid is None and (
+            supervisor.spawned_alive(info.submission_id)
+            or time.time() - info.created_time < SPAWN_GRACE_SECONDS
+        ):
+            return info  # being submitted, or its supervisor is still starting
         latest = self.store.get(info.submission_id)  # it may have ended since the first read
         if latest.status.is_terminal():
             return latest

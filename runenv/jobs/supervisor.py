@@ -45,23 +45,34 @@ def log_path(submission_id: str) -> Path:
     return job_directory(submission_id) / "job.log"
 
 
-def spawn(submission_id: str, store: JobStore) -> None:
+def spawn(submission_id: str) -> None:
     """Start a detached supervisor for the job: nobody's child (no zombie in a long-running
     server), in a session of its own (the CLI's Ctrl-C doesn't reach it).
 
-    This does not wait for its Python to start: its pid is recorded here, so a burst of
-    submissions on a busy machine is never taken for supervisors lost before they started.
+    This does not wait for its Python to start. Until the supervisor records itself, its pid
+    file says it is starting (see :func:`spawned_alive`): on a busy machine a burst of
+    submissions must not be taken for supervisors lost before they started.
     """
     directory = job_directory(submission_id)
     directory.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-c", _DETACHED, submission_id]
     with open(directory / "supervisor.log", "ab") as errors:
         pid = process.spawn_detached(command, output=errors)
-    try:
+    with contextlib.suppress(psutil.Error):  # else it has ended already: nothing to say
         started = psutil.Process(pid).create_time()
-    except psutil.Error:
-        return  # already ended: it recorded itself, or its record is checked as lost
-    store.update(submission_id, supervisor_pid=pid, supervisor_started=started)
+        (directory / "supervisor.pid").write_text(f"{pid} {started!r}")
+
+
+def spawned_alive(submission_id: str) -> bool:
+    """Whether the supervisor :func:`spawn` started for the job still runs (the same process,
+    not a reuse of its pid)."""
+    try:
+        pid, started = (job_directory(submission_id) / "supervisor.pid").read_text().split()
+        supervisor = psutil.Process(int(pid))
+        same = abs(supervisor.create_time() - float(started)) < 0.5
+        return same and bool(supervisor.status() != psutil.STATUS_ZOMBIE)
+    except (OSError, ValueError, psutil.Error):
+        return False
 
 
 class _StopDuringSetup(BaseException):

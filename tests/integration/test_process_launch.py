@@ -13,7 +13,9 @@ from conftest import GatedIndex
 import runenv
 from runenv import RuntimeEnv
 from runenv.errors import SetupTimeoutError
-from runenv.jobs import JobClient
+from runenv.jobs import JobClient, JobStatus, supervisor
+from runenv.jobs.manager import JobManager
+from runenv.jobs.models import JobInfo
 from runenv.materialize import prepare
 
 WAIT_S = 60
@@ -92,3 +94,24 @@ def test_workers_are_ours_in_a_group_of_their_own() -> None:
         runenv.shutdown()
     assert parent == os.getpid()
     assert group == pid != os.getpgrp()
+
+
+def test_a_supervisor_still_starting_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """spawn returns before the supervisor's Python has started; until it records itself, its
+    pid file keeps the job from being marked lost, however long the start takes."""
+    release = tmp_path / "release"
+    slow_start = f"import os, time\nwhile not os.path.exists({str(release)!r}): time.sleep(0.02)\n"
+    monkeypatch.setattr(supervisor, "_DETACHED", slow_start)
+    manager = JobManager()
+    manager.store.insert(JobInfo("starting", "true", created_time=time.time() - 3600))
+    supervisor.spawn("starting")
+    assert supervisor.spawned_alive("starting")
+    assert manager.info("starting").status == JobStatus.PENDING
+    release.touch()  # it ends without recording anything: now it is lost
+    deadline = time.monotonic() + WAIT_S
+    while (info := manager.info("starting")).status == JobStatus.PENDING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (info.status, info.message) == (JobStatus.FAILED, "supervisor lost")
