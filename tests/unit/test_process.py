@@ -44,12 +44,13 @@ def open_fds() -> set[int]:
     return {int(name) for name in os.listdir("/proc/self/fd")}
 
 
-def zombie_children() -> list[psutil.Process]:
-    return [c for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
+def children() -> set[int]:
+    """Our child processes (the session's test servers are among them)."""
+    return {child.pid for child in psutil.Process().children()}
 
 
 def test_fifty_threads_start_processes_at_once_all_reaped() -> None:
-    fds_before = open_fds()
+    fds_before, children_before = open_fds(), children()
     barrier = threading.Barrier(50)
     results: list[tuple[int, str]] = []
     errors: list[BaseException] = []
@@ -69,8 +70,7 @@ def test_fifty_threads_start_processes_at_once_all_reaped() -> None:
         thread.join(WAIT_S)
     assert errors == []
     assert sorted(results) == sorted((0, str(i)) for i in range(50))
-    assert zombie_children() == []
-    assert psutil.Process().children() == []
+    assert children() == children_before  # all reaped: no zombie among them
     assert open_fds() <= fds_before
 
 
@@ -137,13 +137,14 @@ def test_children_die_with_a_sigkilled_parent_even_from_exited_threads() -> None
 def test_deadline_kills_the_whole_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "grandchild"
     script = f"sleep 300 & echo $! > {pid_file}; wait"
+    children_before = children()
     started = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired):
         process.run(["/bin/sh", "-c", script], timeout=1)
     assert time.monotonic() - started < 10
     grandchild = int(pid_file.read_text())
     wait_for(lambda: gone(grandchild), "the grandchild outlived the deadline")
-    assert zombie_children() == []
+    assert children() == children_before  # the child was reaped
 
 
 @linux_only
@@ -224,11 +225,12 @@ def test_setup_step_output_goes_to_the_setup_log(tmp_path: Path) -> None:
 
 def test_setup_step_past_its_deadline(tmp_path: Path) -> None:
     setup = new_setup(tmp_path, 1)
+    children_before = children()
     with pytest.raises(SetupTimeoutError) as caught:
         setup.run(["/bin/sh", "-c", "echo waiting; sleep 300"], "waiting")
     assert caught.value.step == "waiting"
     assert "waiting" in caught.value.message
-    assert zombie_children() == []
+    assert children() == children_before
 
 
 def test_spawn_detached_is_nobodys_child_and_does_not_wait(tmp_path: Path) -> None:
@@ -237,9 +239,10 @@ def test_spawn_detached_is_nobodys_child_and_does_not_wait(tmp_path: Path) -> No
         f"echo $PPID $$ > {report}.tmp && mv {report}.tmp {report}; "
         f"while [ ! -e {release} ]; do sleep 0.02; done; echo out; echo err >&2"
     )
+    children_before = children()
     with open(tmp_path / "output", "wb") as output:
         spawned = process.spawn_detached(["/bin/sh", "-c", script], output=output)
-    assert psutil.Process().children() == []  # the shell in between is gone and reaped
+    assert children() == children_before  # the shell in between is gone and reaped
     wait_for(report.exists, "the detached process never ran")
     parent, pid = (int(word) for word in report.read_text().split())
     assert pid == spawned and parent != os.getpid() and not gone(pid)
