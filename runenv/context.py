@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-_PR_SET_PDEATHSIG = 1
+from runenv import process
 
 
 @dataclass(frozen=True)
@@ -55,9 +52,15 @@ def start_process(
     argv: Sequence[str],
     *,
     pass_fds: Sequence[int] = (),
-    **popen_options: Any,
+    base_env: Mapping[str, str] | None = None,
+    own_group: bool = True,
+    arms_itself: bool = False,
+    stdin: process.Stream = None,
+    stdout: process.Stream = None,
+    stderr: process.Stream = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` (a list, never a shell string) in ``context``.
+    """Start ``argv`` (a list, never a shell string) in ``context``, with runenv's launcher:
+    its own process group unless ``own_group`` is False, dying with this process.
 
     A bare ``python`` as the program means the env's interpreter, whatever PATH says. The
     process inherits the Context's leases, so its cache entries stay while it runs.
@@ -67,24 +70,17 @@ def start_process(
     command = list(argv)
     if command[0] in ("python", "python3"):
         command[0] = context.python_executable
-    return subprocess.Popen(
+    return process.start(
         command,
         cwd=context.cwd,
-        env=context.environment(popen_options.pop("base_env", None)),
+        env=context.environment(base_env),
         pass_fds=(*context.lease_fds, *pass_fds),
-        **popen_options,
+        own_group=own_group,
+        arms_itself=arms_itself,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
     )
-
-
-# Looked up once here: in the forked child (preexec_fn) a dlopen could deadlock.
-_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
-
-
-def die_with_parent() -> None:
-    """For ``preexec_fn``: the child is killed when the process that started it dies (Linux),
-    so nothing runenv starts outlives it, even after a SIGKILL."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _prepend(entries: Sequence[str], existing: str | None) -> str:

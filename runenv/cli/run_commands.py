@@ -40,7 +40,8 @@ def run(
     with stage_reporter(quiet) as on_stage:
         context = materialize(env, on_stage)
     try:
-        process = start_process(context, command)
+        # In our process group: the terminal's foreground group, as an interactive command needs.
+        process = start_process(context, command, own_group=False)
     except FileNotFoundError:
         raise RunenvError(
             f"command not found: {command[0]}",

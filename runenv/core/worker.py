@@ -28,12 +28,14 @@ from runenv.errors import ActorDiedError, RunenvError, UnknownFunctionError
 
 FLUSH_SECONDS = 0.5  # how often an idle worker tells the driver of handles it dropped
 
-# What the driver runs: ``-c BOOTSTRAP <front dir or ""> <back dir> <fd>``. In an isolated env
-# the front directory (runenv's worker side only) comes first, so no other ``runenv`` (say, a
-# source tree in the cwd) shadows it; the back one (cloudpickle) comes after the env's own
-# packages, so a cloudpickle the user pinned wins.
+# What the driver runs: ``-c BOOTSTRAP <front dir or ""> <back dir> <fd> <driver pid>``. In an
+# isolated env the front directory (runenv's worker side only) comes first, so no other
+# ``runenv`` (say, a source tree in the cwd) shadows it; the back one (cloudpickle) comes after
+# the env's own packages, so a cloudpickle the user pinned wins. The worker arms its death
+# signal before anything else (the launcher starts it without a helper: runenv.process).
 BOOTSTRAP = (
     "import sys; sys.argv[1] and sys.path.insert(0, sys.argv[1]); sys.path.append(sys.argv[2]); "
+    "from runenv.core.lifetime import die_with_parent; die_with_parent(int(sys.argv[4])); "
     "from runenv.core.worker import main; main(int(sys.argv[3]))"
 )
 

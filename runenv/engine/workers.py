@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import cloudpickle
 
 import runenv
 from runenv.cache import Lease, ResourceCache
-from runenv.context import Context, die_with_parent, start_process
+from runenv.context import Context, start_process
 from runenv.core.messages import Exit
 from runenv.core.protocol import Connection
 from runenv.core.worker import BOOTSTRAP
@@ -33,6 +34,7 @@ _WORKER_MODULES = (
     "digests.py",
     "errors.py",
     "core/__init__.py",
+    "core/lifetime.py",
     "core/messages.py",
     "core/protocol.py",
     "core/refs.py",
@@ -105,9 +107,9 @@ def start_worker(
     try:
         process = start_process(
             context,
-            [*command, str(theirs.fileno())],
+            [*command, str(theirs.fileno()), str(os.getpid())],
             pass_fds=(theirs.fileno(),),
-            preexec_fn=die_with_parent,
+            arms_itself=True,  # BOOTSTRAP arms the death signal, with our pid to check
         )
     finally:
         theirs.close()

@@ -78,7 +78,7 @@ def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) 
     environment = uv.env()
     python = venv / "bin" / "python"
     interpreter = uv.interpreter_for(lock)
-    if not uv.python_available(interpreter):
+    if not uv.python_available(interpreter, setup.deadline.remaining()):
         raise EnvSetupError(
             f"the env was locked for Python {lock.python}, and this node has no Python "
             f"{interpreter}",

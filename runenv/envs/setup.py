@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runenv import process
 from runenv.cache import Builder, Lease, ResourceCache
-from runenv.context import Context, die_with_parent
+from runenv.context import Context
 from runenv.deadline import Deadline
 from runenv.errors import EnvSetupError, SetupTimeoutError
 from runenv.setup_log import SetupLog
@@ -55,30 +53,24 @@ class Setup:
         )
 
     def run(self, argv: Sequence[str], step: str, env: Mapping[str, str] | None = None) -> None:
-        """Run a setup command, its output going to the log; killed when the deadline passes."""
+        """Run a setup command, its output going to the log; its process group is killed when
+        the deadline passes or the wait is interrupted."""
         self.log.write(f"$ {' '.join(argv)}")
         start = self.log.size()
         with self.log.open_for_output() as output:
-            process = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
-                start_new_session=True,  # its own process group, killed as a whole
-                preexec_fn=die_with_parent,
-            )
             try:
-                code = process.wait(timeout=self.deadline.remaining())
+                finished = process.run(
+                    argv,
+                    timeout=self.deadline.remaining(),
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                )
             except subprocess.TimeoutExpired:
-                _kill_group(process)
                 raise self.timeout_error(step) from None
-            except BaseException:
-                _kill_group(process)
-                raise
-        if code != 0:
+        if finished.returncode != 0:
             raise EnvSetupError(
-                f"{step} failed (exit code {code}):\n{self.log.tail(since=start)}",
+                f"{step} failed (exit code {finished.returncode}):\n{self.log.tail(since=start)}",
                 hint="the setup log (below) has the command's whole output",
                 step=step,
                 log_path=str(self.log.path),
@@ -86,9 +78,3 @@ class Setup:
 
 
 Step = Callable[[RuntimeEnv, Setup, Context], Context]
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()

@@ -11,9 +11,13 @@ from pathlib import Path
 
 from uv import find_uv_bin
 
-from runenv import settings
-from runenv.errors import EnvSetupError
+from runenv import process, settings
+from runenv.envs.setup import TIMEOUT_HINT
+from runenv.errors import EnvSetupError, SetupTimeoutError
 from runenv.spec import Lock, PythonPackages
+
+# Finding an interpreter takes milliseconds; a probe still this slow is stuck.
+PROBE_TIMEOUT_SECONDS = 60.0
 
 # Installer options that also steer resolution (where packages come from, which versions count).
 _RESOLUTION_OPTIONS = {
@@ -58,14 +62,19 @@ def interpreter_for(lock: Lock) -> str:
     return ".".join(lock.python.split(".")[:2])
 
 
-def python_available(interpreter: str) -> bool:
-    """Whether uv finds this interpreter (a path or a version) on this node."""
-    found = subprocess.run(
-        [find_uv_bin(), "python", "find", interpreter],
-        capture_output=True,
-        env=env(),
-        check=False,
-    )
+def python_available(interpreter: str, timeout: float | None) -> bool:
+    """Whether uv finds this interpreter (a path or a version) on this node, within
+    ``timeout`` seconds (the setup's, at most ``PROBE_TIMEOUT_SECONDS``)."""
+    limit = PROBE_TIMEOUT_SECONDS if timeout is None else min(timeout, PROBE_TIMEOUT_SECONDS)
+    try:
+        command = [find_uv_bin(), "python", "find", interpreter]
+        found = process.run(command, timeout=limit, env=env())
+    except subprocess.TimeoutExpired:
+        raise SetupTimeoutError(
+            f"looking for Python {interpreter} timed out after {limit:g} s",
+            hint=TIMEOUT_HINT,
+            step="creating the venv",
+        ) from None
     return found.returncode == 0
 
 
@@ -134,29 +143,25 @@ def resolve(packages: PythonPackages, timeout: float | None) -> Lock:
         "--no-annotate",
         *options,
     ]
+    requirements = ("\n".join(packages.packages) + "\n").encode()
     try:
-        result = subprocess.run(
-            command,
-            input="\n".join(packages.packages) + "\n",
-            capture_output=True,
-            text=True,
-            env=env(),
-            timeout=timeout,
-        )
+        result = process.run(command, timeout=timeout, env=env(), input=requirements)
     except subprocess.TimeoutExpired:
-        raise EnvSetupError(
-            f"resolving {packages.tool} packages timed out",
-            hint="raise config.setup_timeout_seconds in the runtime_env",
+        # A SetupTimeoutError: never remembered as a failure, so the next request resolves anew.
+        raise SetupTimeoutError(
+            f"resolving {packages.tool} packages {list(packages.packages)} timed out after "
+            f"{timeout:.3g} s",
+            hint=TIMEOUT_HINT,
             step="resolve",
         ) from None
     if result.returncode != 0:
         raise EnvSetupError(
             f"resolving {packages.tool} packages {list(packages.packages)} failed:\n"
-            f"{result.stderr.strip()}",
+            f"{result.stderr.decode(errors='replace').strip()}",
             hint="check the requirement names and versions, and the index options",
             step="resolve",
         )
-    pinned = [line.strip() for line in result.stdout.splitlines()]
+    pinned = [line.strip() for line in result.stdout.decode().splitlines()]
     return Lock(python_version(), tuple(line for line in pinned if line and line[0] != "#"))
 
 

@@ -128,8 +128,11 @@ class JobManager:
         """The record, marked FAILED if its supervisor is gone without saying how it ended."""
         if info.status.is_terminal() or _alive(info):
             return info
-        if info.supervisor_pid is None and time.time() - info.created_time < SPAWN_GRACE_SECONDS:
-            return info  # being submitted right now
+        if info.supervisor_pid is None and (
+            supervisor.spawned_alive(info.submission_id)
+            or time.time() - info.created_time < SPAWN_GRACE_SECONDS
+        ):
+            return info  # being submitted, or its supervisor is still starting
         latest = self.store.get(info.submission_id)  # it may have ended since the first read
         if latest.status.is_terminal():
             return latest

@@ -22,7 +22,8 @@ from typing import IO
 
 import psutil
 
-from runenv.context import Context, die_with_parent, start_process
+from runenv import process
+from runenv.context import Context, start_process
 from runenv.errors import RunenvError
 from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 from runenv.jobs.store import JobStore, jobs_home
@@ -45,20 +46,33 @@ def log_path(submission_id: str) -> Path:
 
 
 def spawn(submission_id: str) -> None:
-    """Start a detached supervisor for the job. It forks away from its parent at once, so it is
-    nobody's child (no zombie in a long-running server) and records its own pid."""
+    """Start a detached supervisor for the job: nobody's child (no zombie in a long-running
+    server), in a session of its own (the CLI's Ctrl-C doesn't reach it).
+
+    This does not wait for its Python to start. Until the supervisor records itself, its pid
+    file says it is starting (see :func:`spawned_alive`): on a busy machine a burst of
+    submissions must not be taken for supervisors lost before they started.
+    """
     directory = job_directory(submission_id)
     directory.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-c", _DETACHED, submission_id]
     with open(directory / "supervisor.log", "ab") as errors:
-        subprocess.run(
-            [sys.executable, "-c", _DETACHED, submission_id],
-            stdin=subprocess.DEVNULL,
-            stdout=errors,
-            stderr=errors,
-            start_new_session=True,  # not in the CLI's process group: Ctrl-C doesn't reach it
-            close_fds=True,
-            check=True,
-        )
+        pid = process.spawn_detached(command, output=errors)
+    with contextlib.suppress(psutil.Error):  # else it has ended already: nothing to say
+        started = psutil.Process(pid).create_time()
+        (directory / "supervisor.pid").write_text(f"{pid} {started!r}")
+
+
+def spawned_alive(submission_id: str) -> bool:
+    """Whether the supervisor :func:`spawn` started for the job still runs (the same process,
+    not a reuse of its pid)."""
+    try:
+        pid, started = (job_directory(submission_id) / "supervisor.pid").read_text().split()
+        supervisor = psutil.Process(int(pid))
+        same = abs(supervisor.create_time() - float(started)) < 0.5
+        return same and bool(supervisor.status() != psutil.STATUS_ZOMBIE)
+    except (OSError, ValueError, psutil.Error):
+        return False
 
 
 class _StopDuringSetup(BaseException):
@@ -142,14 +156,12 @@ class Supervisor:
         self, info: JobInfo, context: Context, deadline: float | None
     ) -> tuple[int, bool]:
         job_env = {JOB_ID_VARIABLE: self.id, JOB_ENV_VARIABLE: json.dumps(info.runtime_env)}
-        self.process = start_process(
+        self.process = start_process(  # in its own process group: a stop reaches all of it
             context.with_changes(env_vars={**context.env_vars, **job_env}),
             ["/bin/sh", "-c", info.entrypoint],
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: a stop reaches every process
-            preexec_fn=die_with_parent,
         )
         try:
             started: float | None = psutil.Process(self.process.pid).create_time()
@@ -212,12 +224,12 @@ def main(submission_id: str) -> None:
             raise
 
 
-# Fork first (the parent returns to whoever started it before any import), then run the
-# supervisor in the child, which is reparented: nobody's child, so never a zombie in a server.
+# Started in the background of a shell (runenv.process.spawn_detached), which ignores SIGINT and
+# SIGQUIT for it: put them back first, else the job's entrypoint would inherit them ignored.
 _DETACHED = (
-    "import os, sys\n"
-    "if os.fork() > 0:\n"
-    "    os._exit(0)\n"
+    "import signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    "signal.signal(signal.SIGQUIT, signal.SIG_DFL)\n"
     "from runenv.jobs.supervisor import main\n"
     "main(sys.argv[1])\n"
 )
