@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runenv.context import Context
-from runenv.errors import RunenvError
+from runenv.errors import RunenvError, SetupTimeoutError
 
 if TYPE_CHECKING:
     from runenv.spec import RuntimeEnv
@@ -92,6 +92,9 @@ class EnvRegistry:
             state.context, state.error = context, error
             if self._envs.get(state.key) is not state:  # nobody wants it any more
                 _release_leases(state)
+            elif isinstance(error, SetupTimeoutError):
+                # Its users fail now; the next one tries again (a timeout is not remembered).
+                del self._envs[state.key]
         self._on_settled()
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import cloudpickle
 import psutil
 import pytest
+from conftest import GatedIndex
 from wheels import build_wheel
 
 import runenv
@@ -329,3 +330,23 @@ def _children(process: psutil.Process) -> list[psutil.Process]:
         for child in process.children(recursive=True)
         if child.status() != psutil.STATUS_ZOMBIE
     ]
+
+
+def test_a_job_env_that_timed_out_is_set_up_again_for_the_next_task(
+    gated_index: GatedIndex,
+) -> None:
+    python = ".".join(map(str, sys.version_info[:3]))
+    env = {
+        "pip": {
+            "packages": ["runenv-slow"],
+            "pip_install_options": ["--no-index", "--find-links", gated_index.url],
+            "lock": {"python": python, "requirements": ["runenv-slow==1.0"]},
+        },
+        "config": {"setup_timeout_seconds": 2, "eager_install": False},
+    }
+    runenv.init(runtime_env=env)  # the engine holds its job env for as long as it runs
+    with pytest.raises(runenv.RuntimeEnvSetupError, match="timed out"):
+        runenv.get(echo.remote(1))
+    assert gated_index.requested.is_set()  # it was stuck downloading
+    gated_index.gate.set()
+    assert runenv.get(echo.remote(2)) == 2
