@@ -1,0 +1,303 @@
+"""The fast path of ``runenv run``: an env already set up, recognised by its recipe.
+
+A *recipe* is what a slow run recorded (:mod:`runenv.cli.recipes`) about the env it set up: the
+request it answered (the env flags, the directory it ran in, this installation of runenv), the
+stat of every input the setup read, the environment variables it used, the cache entries it
+leased, and its result. When every input stats the same, every variable has the same value and
+every entry is still published (leased first, so that it cannot be collected meanwhile), the
+result still holds, and the command starts without typer, pydantic or any setup code loaded.
+Anything else — no recipe, a changed input, an unreadable recipe — is the slow path, which
+records the recipe again. Only the plain form is recognised: known flags, then ``--`` and the
+command; the slow path (Click) parses everything else.
+
+This module is imported before anything else of the CLI, so it loads only what Python has
+built in: recipes are ``marshal`` files (trusted as the cache's own interpreters are), named by
+a checksum of their request, which they hold to be compared in full.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import marshal
+import os
+import sys
+import zlib
+
+import runenv
+
+TYPE_CHECKING = False  # typing itself costs milliseconds here; mypy knows this name
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import NoReturn
+
+FORMAT = 1
+RECIPES = "recipes"
+# Flags of `runenv run` that shape the env (they are the request), and those that don't.
+RUN_VALUE_OPTIONS = ("--runtime-env", "--runtime-env-json", "--working-dir")
+RUN_LIST_OPTIONS = ("--pip", "--env-var")
+RUN_FLAGS = ("-q", "--quiet")
+_FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+
+Request = dict[str, object]  # option name -> value (a list for repeatable ones)
+Fingerprint = list[int] | None  # the stat of a path, or None when there is nothing there
+
+
+class RunRequest:
+    """``runenv run`` in its plain form: the env flags, whether quiet, and the command."""
+
+    def __init__(self, options: Request, quiet: bool, command: list[str]) -> None:
+        self.options = options
+        self.quiet = quiet
+        self.command = command
+
+
+_missed: tuple[list[object], RunRequest] | None = None
+
+
+def try_run(args: Sequence[str]) -> None:
+    """Run the command at once if its env is known and unchanged; otherwise just return.
+
+    On a miss, :func:`missed` tells the slow path which request to record the recipe for.
+    """
+    global _missed
+    parsed = parse_run(args)
+    request = request_of("run", parsed.options) if parsed is not None else None
+    if parsed is None or request is None:
+        return
+    recipe = load(request)
+    leases = holds(recipe) if recipe is not None else None
+    if recipe is None or leases is None:
+        _missed = (request, parsed)
+        return
+    result = recipe["result"]
+    assert isinstance(result, dict)  # holds() checked it
+    run_command(parsed.command, result, leases)
+
+
+def missed() -> tuple[list[object], RunRequest] | None:
+    """The request (and parse) of a plain ``runenv run`` the fast path could not serve: the
+    slow path records its recipe."""
+    return _missed
+
+
+def parse_run(args: Sequence[str]) -> RunRequest | None:
+    """``run [flags] -- COMMAND...``, or None for anything else (the slow path parses it)."""
+    if not args or args[0] != "run":
+        return None
+    options: Request = {}
+    quiet = False
+    tokens = list(args[1:])
+    while tokens:
+        token = tokens.pop(0)
+        if token == "--":
+            return RunRequest(options, quiet, tokens) if tokens else None
+        if token in RUN_FLAGS:
+            quiet = True
+            continue
+        name, equals, value = token.partition("=")
+        if name not in RUN_VALUE_OPTIONS + RUN_LIST_OPTIONS:
+            return None
+        if not equals:
+            if not tokens:
+                return None
+            value = tokens.pop(0)
+        if value.startswith("-"):
+            return None  # what Click makes of it is Click's business
+        if name in RUN_LIST_OPTIONS:
+            values = options.setdefault(name, [])
+            assert isinstance(values, list)
+            values.append(value)
+        elif name in options:
+            return None
+        else:
+            options[name] = value
+    return None
+
+
+def request_of(kind: str, options: Request) -> list[object] | None:
+    """What a recipe answers: what was asked, where, and by which runenv and Python."""
+    try:
+        cwd = os.getcwd()
+        installation = fingerprint_of(os.stat(runenv.__file__ or ""))
+    except OSError:
+        return None  # the slow path says what is wrong
+    return [FORMAT, kind, cwd, sorted(options.items()), sys.executable, sys.version, installation]
+
+
+def recipe_key(request: list[object]) -> str:
+    """A recipe's file name: a checksum of its request (the recipe holds the request itself)."""
+    data = repr(request).encode()
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
+def recipe_path(key: str) -> str:
+    return os.path.join(runenv_home(), RECIPES, key)
+
+
+def runenv_home() -> str:
+    """``settings.runenv_home()``, without importing what it imports (pathlib, platformdirs)."""
+    configured = os.environ.get("RUNENV_HOME")
+    if configured:
+        return os.path.realpath(os.path.expanduser(configured))
+    from runenv import settings
+
+    return str(settings.runenv_home())
+
+
+def load(request: list[object]) -> dict[str, object] | None:
+    """The recipe answering ``request``, if there is one (and it is readable)."""
+    try:
+        with open(recipe_path(recipe_key(request)), "rb") as handle:
+            recipe = marshal.loads(handle.read())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if isinstance(recipe, dict) and recipe.get("request") == request:
+        return recipe
+    return None
+
+
+def holds(recipe: Mapping[str, object]) -> list[int] | None:
+    """Whether the recipe's result still holds: then the leases on its entries, held."""
+    try:
+        environ, inputs, entries = recipe["environ"], recipe["inputs"], recipe["entries"]
+        assert isinstance(environ, dict) and isinstance(inputs, list)
+        assert isinstance(entries, list) and isinstance(recipe["result"], dict)
+        if not environ_matches(environ):
+            return None
+        if any(fingerprint(path) != expected for path, expected in inputs):
+            return None
+        return lease(entries)
+    except (AssertionError, KeyError, TypeError, ValueError):
+        return None  # a recipe of another shape: the slow path writes a good one
+
+
+def environ_matches(recorded: Mapping[str, str | None]) -> bool:
+    """The variables the setup read have the same values; no new RUNENV_* setting appeared."""
+    if any(name.startswith("RUNENV_") and name not in recorded for name in os.environ):
+        return False
+    return all(os.environ.get(name) == value for name, value in recorded.items())
+
+
+def fingerprint(path: str) -> Fingerprint:
+    """What changes when the path's content, listing, metadata or identity does."""
+    try:
+        return fingerprint_of(os.stat(path))
+    except OSError:
+        return None
+
+
+def fingerprint_of(info: os.stat_result) -> list[int]:
+    return [
+        info.st_mode,
+        info.st_size,
+        info.st_mtime_ns,
+        info.st_ctime_ns,
+        info.st_ino,
+        info.st_dev,
+    ]
+
+
+def lease(entries: Sequence[Sequence[str]]) -> list[int] | None:
+    """Lease each entry as runenv.cache.Lease does (a shared flock on ``<entry>.lease``), then
+    check it is still published: collection takes that lock exclusively before removing."""
+    held: list[int] = []
+    for lease_path, published in entries:
+        try:
+            fd = os.open(lease_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            break
+        held.append(fd)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        os.utime(fd)  # the lease file's mtime is the entry's last use
+        if not os.path.isfile(published):
+            break
+    else:
+        return held
+    for fd in held:
+        os.close(fd)
+    return None
+
+
+def environment(context: Mapping[str, object], base: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a process started in a recorded context (as Context.environment)."""
+    env = dict(base)
+    for name in _strings(context["unset_vars"]):
+        env.pop(name, None)
+    for name, entries in (("PYTHONPATH", context["pythonpath"]), ("PATH", context["path"])):
+        prefix = _strings(entries)
+        if prefix:
+            env[name] = os.pathsep.join([*prefix, *([env[name]] if env.get(name) else [])])
+    env_vars = context["env_vars"]
+    assert isinstance(env_vars, dict)
+    env.update(env_vars)
+    return env
+
+
+def run_command(
+    command: Sequence[str], context: Mapping[str, object], leases: Sequence[int]
+) -> NoReturn:
+    """Run COMMAND in a recorded context and exit with its exit code (128 + N when signal N
+    killed it, as shells say). The signals a terminal or supervisor sends runenv are forwarded.
+
+    Both paths of ``runenv run`` end here, so a warm run behaves exactly as a cold one. The
+    command inherits the leases, so its cache entries stay while it runs.
+    """
+    import signal  # here: the miss path never needs it
+
+    argv = list(command)
+    if argv[0] in ("python", "python3"):  # the env's interpreter, whatever PATH says
+        argv[0] = str(context["python_executable"])
+    env = environment(context, os.environ)
+    cwd = context["cwd"]
+    if cwd:
+        os.chdir(str(cwd))
+    for fd in leases:
+        os.set_inheritable(fd, True)
+    child: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        if child:
+            try:  # noqa: SIM105 (contextlib costs an import here)
+                os.kill(child[0], signum)
+            except ProcessLookupError:
+                pass  # it has just ended
+
+    for name in _FORWARDED_SIGNALS:
+        signal.signal(getattr(signal, name), forward)
+    child.append(_spawn(argv, env))
+    _, status = os.waitpid(child[0], 0)
+    code = os.waitstatus_to_exitcode(status)
+    sys.exit(128 - code if code < 0 else code)
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> int:
+    """Start ``argv``, looking the program up on the new PATH as the shell (and Popen) do."""
+    from runenv.errors import RunenvError
+
+    program = argv[0]
+    candidates = [program] if os.sep in program else _on_path(program, env)
+    failure: OSError = FileNotFoundError(program)
+    for candidate in candidates:
+        try:
+            return os.posix_spawn(candidate, argv, env)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as error:
+            failure = error  # e.g. not executable: said if nothing later on PATH runs
+    if isinstance(failure, FileNotFoundError):
+        raise RunenvError(
+            f"command not found: {program}",
+            hint="check the name; the env's bin directory is first on PATH",
+        )
+    if isinstance(failure, PermissionError):
+        raise RunenvError(f"command is not executable: {program}")
+    raise RunenvError(f"cannot run {program}: {failure.strerror}")
+
+
+def _on_path(program: str, env: Mapping[str, str]) -> list[str]:
+    return [os.path.join(directory, program) for directory in os.get_exec_path(dict(env))]
+
+
+def _strings(value: object) -> list[str]:
+    assert isinstance(value, list)
+    return [str(item) for item in value]
