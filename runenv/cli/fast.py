@@ -36,7 +36,6 @@ RECIPES = "recipes"
 RUN_VALUE_OPTIONS = ("--runtime-env", "--runtime-env-json", "--working-dir")
 RUN_LIST_OPTIONS = ("--pip", "--env-var")
 RUN_FLAGS = ("-q", "--quiet")
-_FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 
 Request = dict[str, object]  # option name -> value (a list for repeatable ones)
 Fingerprint = list[int] | None  # the stat of a path, or None when there is nothing there
@@ -236,14 +235,12 @@ def environment(context: Mapping[str, object], base: Mapping[str, str]) -> dict[
 def run_command(
     command: Sequence[str], context: Mapping[str, object], leases: Sequence[int]
 ) -> NoReturn:
-    """Run COMMAND in a recorded context and exit with its exit code (128 + N when signal N
-    killed it, as shells say). The signals a terminal or supervisor sends runenv are forwarded.
+    """Run COMMAND in a recorded context, in place of runenv (exec).
 
-    Both paths of ``runenv run`` end here, so a warm run behaves exactly as a cold one. The
-    command inherits the leases, so its cache entries stay while it runs.
+    Both paths of ``runenv run`` end here, so a warm run behaves exactly as a cold one. Being
+    the same process, the command gets every signal sent to runenv and its exit status is
+    runenv's; it inherits the leases, so its cache entries stay while it runs.
     """
-    import signal  # here: the miss path never needs it
-
     argv = list(command)
     if argv[0] in ("python", "python3"):  # the env's interpreter, whatever PATH says
         argv[0] = str(context["python_executable"])
@@ -253,25 +250,13 @@ def run_command(
         os.chdir(str(cwd))
     for fd in leases:
         os.set_inheritable(fd, True)
-    child: list[int] = []
-
-    def forward(signum: int, frame: object) -> None:
-        if child:
-            try:  # noqa: SIM105 (contextlib costs an import here)
-                os.kill(child[0], signum)
-            except ProcessLookupError:
-                pass  # it has just ended
-
-    for name in _FORWARDED_SIGNALS:
-        signal.signal(getattr(signal, name), forward)
-    child.append(_spawn(argv, env))
-    _, status = os.waitpid(child[0], 0)
-    code = os.waitstatus_to_exitcode(status)
-    sys.exit(128 - code if code < 0 else code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _exec(argv, env)
 
 
-def _spawn(argv: list[str], env: dict[str, str]) -> int:
-    """Start ``argv``, looking the program up on the new PATH as the shell (and Popen) do."""
+def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
+    """Exec ``argv``, looking the program up on the new PATH as the shell (and Popen) do."""
     from runenv.errors import RunenvError
 
     program = argv[0]
@@ -279,7 +264,7 @@ def _spawn(argv: list[str], env: dict[str, str]) -> int:
     failure: OSError = FileNotFoundError(program)
     for candidate in candidates:
         try:
-            return os.posix_spawn(candidate, argv, env)
+            os.execve(candidate, argv, env)
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as error:
