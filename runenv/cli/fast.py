@@ -36,32 +36,42 @@ RECIPES = "recipes"
 RUN_VALUE_OPTIONS = ("--runtime-env", "--runtime-env-json", "--working-dir")
 RUN_LIST_OPTIONS = ("--pip", "--env-var")
 RUN_FLAGS = ("-q", "--quiet")
+# Of `runenv job submit`: the env's flags are the request; the job's own flags are not.
+SUBMIT_ENV_OPTIONS = ("--runtime-env", "--runtime-env-json", "--working-dir")
+SUBMIT_VALUE_OPTIONS = (*SUBMIT_ENV_OPTIONS, "--submission-id", "--metadata-json")
+SUBMIT_FLAGS = ("--no-wait",)
 
 Request = dict[str, object]  # option name -> value (a list for repeatable ones)
 Fingerprint = list[int] | None  # the stat of a path, or None when there is nothing there
 
 
-class RunRequest:
-    """``runenv run`` in its plain form: the env flags, whether quiet, and the command."""
+class Parsed:
+    """A command line in the plain form: its options, its flags, and the command after --."""
 
-    def __init__(self, options: Request, quiet: bool, command: list[str]) -> None:
+    def __init__(self, options: Request, flags: set[str], command: list[str]) -> None:
         self.options = options
-        self.quiet = quiet
+        self.flags = flags
         self.command = command
 
 
-_missed: tuple[list[object], RunRequest] | None = None
+_missed: tuple[list[object], Parsed] | None = None
 
 
 def try_run(args: Sequence[str]) -> None:
-    """Run the command at once if its env is known and unchanged; otherwise just return.
+    """Serve ``runenv run`` or ``runenv job submit --no-wait`` at once if the env is known
+    and unchanged; otherwise just return.
 
     On a miss, :func:`missed` tells the slow path which request to record the recipe for.
     """
     global _missed
-    parsed = parse_run(args)
-    request = request_of("run", parsed.options) if parsed is not None else None
-    if parsed is None or request is None:
+    kind, parsed = "run", parse_run(args)
+    if parsed is None:
+        kind, parsed = "submit", parse_submit(args)
+    if parsed is None:
+        return
+    env_options = {name: value for name, value in parsed.options.items() if _shapes_env(name)}
+    request = request_of(kind, env_options)
+    if request is None:
         return
     recipe = load(request)
     leases = holds(recipe) if recipe is not None else None
@@ -70,31 +80,55 @@ def try_run(args: Sequence[str]) -> None:
         return
     result = recipe["result"]
     assert isinstance(result, dict)  # holds() checked it
-    run_command(parsed.command, result, leases)
+    if kind == "run":
+        run_command(parsed.command, result, leases)
+    submit_job(parsed, result)
 
 
-def missed() -> tuple[list[object], RunRequest] | None:
-    """The request (and parse) of a plain ``runenv run`` the fast path could not serve: the
+def missed() -> tuple[list[object], Parsed] | None:
+    """The request (and parse) of a plain command line the fast path could not serve: the
     slow path records its recipe."""
     return _missed
 
 
-def parse_run(args: Sequence[str]) -> RunRequest | None:
+def _shapes_env(option: str) -> bool:
+    return option in RUN_VALUE_OPTIONS or option in RUN_LIST_OPTIONS
+
+
+def parse_run(args: Sequence[str]) -> Parsed | None:
     """``run [flags] -- COMMAND...``, or None for anything else (the slow path parses it)."""
-    if not args or args[0] != "run":
+    if list(args[:1]) != ["run"]:
         return None
+    return _parse(args[1:], RUN_VALUE_OPTIONS, RUN_LIST_OPTIONS, RUN_FLAGS)
+
+
+def parse_submit(args: Sequence[str]) -> Parsed | None:
+    """``job submit [flags] --no-wait [flags] -- ENTRYPOINT...`` on this machine, or None."""
+    if list(args[:2]) != ["job", "submit"] or os.environ.get("RUNENV_ADDRESS"):
+        return None
+    parsed = _parse(args[2:], SUBMIT_VALUE_OPTIONS, (), SUBMIT_FLAGS)
+    return parsed if parsed is not None and "--no-wait" in parsed.flags else None
+
+
+def _parse(
+    args: Sequence[str],
+    value_options: tuple[str, ...],
+    list_options: tuple[str, ...],
+    flags: tuple[str, ...],
+) -> Parsed | None:
+    """Known options (``--name value``, ``--name=value``), known flags, ``--``, the command."""
     options: Request = {}
-    quiet = False
-    tokens = list(args[1:])
+    seen: set[str] = set()
+    tokens = list(args)
     while tokens:
         token = tokens.pop(0)
         if token == "--":
-            return RunRequest(options, quiet, tokens) if tokens else None
-        if token in RUN_FLAGS:
-            quiet = True
+            return Parsed(options, seen, tokens) if tokens else None
+        if token in flags:
+            seen.add(token)
             continue
         name, equals, value = token.partition("=")
-        if name not in RUN_VALUE_OPTIONS + RUN_LIST_OPTIONS:
+        if name not in value_options + list_options:
             return None
         if not equals:
             if not tokens:
@@ -102,7 +136,7 @@ def parse_run(args: Sequence[str]) -> RunRequest | None:
             value = tokens.pop(0)
         if value.startswith("-"):
             return None  # what Click makes of it is Click's business
-        if name in RUN_LIST_OPTIONS:
+        if name in list_options:
             values = options.setdefault(name, [])
             assert isinstance(values, list)
             values.append(value)
@@ -277,6 +311,59 @@ def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
     if isinstance(failure, PermissionError):
         raise RunenvError(f"command is not executable: {program}")
     raise RunenvError(f"cannot run {program}: {failure.strerror}")
+
+
+def submit_job(parsed: Parsed, prepared: Mapping[str, object]) -> NoReturn:
+    """Submit the job with the env a recipe holds prepared, and say so as the slow path does."""
+    from runenv.jobs.manager import JobManager
+
+    runtime_env, env_key = prepared["runtime_env"], prepared["env_key"]
+    assert isinstance(runtime_env, dict) and isinstance(env_key, str)
+    submission_id = parsed.options.get("--submission-id")
+    metadata = job_metadata(parsed.options.get("--metadata-json"))
+    job_id = JobManager().submit_prepared(
+        job_entrypoint(parsed.command),
+        runtime_env,
+        env_key,
+        submission_id if isinstance(submission_id, str) else None,
+        metadata,
+    )
+    announce_submitted(job_id)
+    sys.exit(0)
+
+
+def announce_submitted(job_id: str) -> None:
+    """What ``job submit --no-wait`` says: the id on stdout, how to follow it on stderr."""
+    print(f"submitted {job_id}", file=sys.stderr)
+    print(job_id, flush=True)
+    print(f"follow it with: runenv job logs {job_id} --follow", file=sys.stderr)
+
+
+def job_entrypoint(tokens: Sequence[str]) -> str:
+    """The entrypoint as one shell command: a single word as it is, else the words quoted."""
+    if len(tokens) <= 1:
+        return "".join(tokens)
+        return tokens[0]
+    import shlex
+
+    return shlex.join(tokens)
+
+
+def job_metadata(text: object) -> dict[str, str]:
+    """``--metadata-json``: a JSON object, its values as strings."""
+    if not isinstance(text, str) or not text:
+        return {}
+    import json
+
+    from runenv.errors import RunenvError
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RunenvError(f"--metadata-json is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise RunenvError("--metadata-json: expected a JSON object of strings")
+    return {str(key): str(value) for key, value in data.items()}
 
 
 def _on_path(program: str, env: Mapping[str, str]) -> list[str]:

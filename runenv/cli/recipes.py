@@ -23,9 +23,10 @@ import marshal
 import os
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import runenv
 from runenv import inputs, uris
@@ -49,18 +50,25 @@ def recording() -> Iterator[inputs.Recording]:
         inputs.stop()
 
 
-def agrees(request: fast.RunRequest, command: list[str], *flags: Any) -> bool:
+def agrees(
+    parsed: fast.Parsed,
+    command: list[str],
+    runtime_env: Path | None,
+    runtime_env_json: str | None,
+    working_dir: str | None,
+    pip: list[str] | None = None,
+    env_var: list[str] | None = None,
+) -> bool:
     """Whether Click read the command line as the fast path did (else nothing is recorded)."""
-    runtime_env, runtime_env_json, working_dir, pip, env_var = flags
-    options = request.options
+    options = parsed.options
     env_file = options.get("--runtime-env")
     return (
         (Path(str(env_file)) if env_file is not None else None) == runtime_env
         and options.get("--runtime-env-json") == runtime_env_json
         and options.get("--working-dir") == working_dir
-        and options.get("--pip", []) == pip
-        and options.get("--env-var", []) == env_var
-        and request.command == command
+        and options.get("--pip", []) == (pip or [])
+        and options.get("--env-var", []) == (env_var or [])
+        and parsed.command == command
     )
 
 
@@ -76,20 +84,21 @@ def context_record(context: Context) -> dict[str, Any]:
     }
 
 
-def write_run(
+def write(
     request: list[object],
     env_file: Path | None,
     data: Mapping[str, Any],
     env: RuntimeEnv,
     result: dict[str, Any],
     recording: inputs.Recording,
+    more_inputs: Iterable[str] = (),
 ) -> None:
-    """Record the recipe of a ``runenv run`` (best effort: without it, runs are just slower)."""
+    """Record a recipe (best effort: without it, the next run is just not faster)."""
     if env.conda is not None:
         return
     excluded = _not_inputs()
     opened = {path for path in recording.opened if not _is_excluded(path, excluded)}
-    paths = {*recording.paths, *opened, *_named_paths(env_file, data)}
+    paths = {*recording.paths, *opened, *_named_paths(env_file, data), *more_inputs}
     fingerprints = _fingerprints(paths, recording.started_ns - RACY_WINDOW_NS)
     if fingerprints is None:
         return
@@ -103,6 +112,24 @@ def write_run(
     }
     with contextlib.suppress(OSError):
         _write(Path(fast.recipe_path(fast.recipe_key(request))), recipe)
+
+
+def prepared_record(runtime_env: dict[str, Any], env_key: str) -> dict[str, Any]:
+    return {"runtime_env": runtime_env, "env_key": env_key}
+
+
+def stored_packages(env: RuntimeEnv, prepared: Mapping[str, Any]) -> list[str] | None:
+    """The archives in a local store that a prepared env's code went to: a job's supervisor
+    fetches them, so they are inputs too. None when it went to a remote store (not checked)."""
+    given = {env.working_dir, *env.py_modules}  # URIs given as such are used as they are
+    paths = []
+    for uri in [prepared.get("working_dir"), *prepared.get("py_modules", [])]:
+        if not isinstance(uri, str) or uri in given:
+            continue
+        if uris.scheme_of(uri) != "file":
+            return None
+        paths.append(unquote(urlsplit(uri).path))
+    return paths
 
 
 def _named_paths(env_file: Path | None, data: Mapping[str, Any]) -> list[str]:

@@ -38,13 +38,12 @@ def run(
 
     missed = fast.missed()
     flags = (runtime_env, runtime_env_json, working_dir, pip, env_var)
-    record = missed is not None and recipes.agrees(missed[1], command, *flags)
     with recipes.recording() as recording:
         data = env_dict_from_flags(*flags)
         env = RuntimeEnv.from_dict(data)
         with stage_reporter(quiet) as on_stage:
             context = materialize(env, on_stage)
     result = recipes.context_record(context)
-    if record and missed is not None:
-        recipes.write_run(missed[0], runtime_env, data, env, result, recording)
+    if missed is not None and recipes.agrees(missed[1], command, *flags):
+        recipes.write(missed[0], runtime_env, data, env, result, recording)
     fast.run_command(command, result, context.lease_fds)

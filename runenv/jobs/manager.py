@@ -13,17 +13,19 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from runenv.envs.setup import StageCallback
 from runenv.errors import RunenvError
 from runenv.jobs import supervisor
 from runenv.jobs.models import JobInfo, JobStatus, new_submission_id
 from runenv.jobs.store import JobStore
-from runenv.materialize import prepare
-from runenv.spec import RuntimeEnv
+
+# The env's setup loads on use: `runenv job submit --no-wait` of a recorded env needs none of it.
+if TYPE_CHECKING:
+    from runenv.envs.setup import StageCallback
+    from runenv.spec import RuntimeEnv
 
 # A record whose supervisor has not reported its pid yet is only "lost" after this long.
 SPAWN_GRACE_SECONDS = 30.0
@@ -45,8 +47,10 @@ class JobManager:
         on_stage: StageCallback | None = None,
     ) -> str:
         """Record the job and start its supervisor; returns the submission id at once."""
-        if not entrypoint.strip():
-            raise RunenvError("the entrypoint is empty", hint="runenv job submit -- python main.py")
+        from runenv.materialize import prepare
+        from runenv.spec import RuntimeEnv
+
+        _check_entrypoint(entrypoint)
         env = (
             runtime_env
             if isinstance(runtime_env, RuntimeEnv)
@@ -54,11 +58,33 @@ class JobManager:
         )
         # Local code packaged, packages locked: what the job will run, wherever it runs.
         prepared = prepare(env, on_stage=on_stage)
+        return self.submit_prepared(
+            entrypoint,
+            prepared.to_dict(),
+            prepared.key,
+            submission_id,
+            metadata,
+            max_retries,
+            timeout_s,
+        )
+
+    def submit_prepared(
+        self,
+        entrypoint: str,
+        runtime_env: dict[str, Any],
+        env_key: str,
+        submission_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        max_retries: int = 0,
+        timeout_s: float | None = None,
+    ) -> str:
+        """Submit with an env :func:`runenv.materialize.prepare` made (its dict and key)."""
+        _check_entrypoint(entrypoint)
         info = JobInfo(
             submission_id=submission_id or new_submission_id(),
             entrypoint=entrypoint,
-            runtime_env=prepared.to_dict(),
-            env_key=prepared.key,
+            runtime_env=runtime_env,
+            env_key=env_key,
             metadata=dict(metadata or {}),
             max_retries=max_retries,
             timeout_s=timeout_s,
@@ -157,6 +183,11 @@ class JobManager:
             end_time=time.time(),
         )
         return self.store.get(info.submission_id)
+
+
+def _check_entrypoint(entrypoint: str) -> None:
+    if not entrypoint.strip():
+        raise RunenvError("the entrypoint is empty", hint="runenv job submit -- python main.py")
 
 
 def _alive(info: JobInfo) -> bool:

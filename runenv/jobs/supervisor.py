@@ -26,8 +26,6 @@ from runenv.context import Context, die_with_parent, start_process
 from runenv.errors import RunenvError
 from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 from runenv.jobs.store import JobStore, jobs_home
-from runenv.materialize import materialize
-from runenv.spec import RuntimeEnv
 
 STOP_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.05
@@ -105,6 +103,9 @@ class Supervisor:
 
     def _set_up(self, info: JobInfo) -> Context | None:
         self.say(f"setting up the runtime env of {self.id}")
+        from runenv.materialize import materialize  # here: submitting a job needn't load it
+        from runenv.spec import RuntimeEnv
+
         try:
             context = materialize(
                 RuntimeEnv.from_dict(info.runtime_env),

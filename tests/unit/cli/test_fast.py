@@ -19,11 +19,21 @@ def test_the_plain_form_is_parsed() -> None:
         ["run", "--runtime-env", "e.yaml", "-q", "--pip=a", "--pip", "b", "--", "x", "--pip", "c"]
     )
     assert parsed is not None
-    assert (parsed.options, parsed.quiet, parsed.command) == (
+    assert (parsed.options, parsed.flags, parsed.command) == (
         {"--runtime-env": "e.yaml", "--pip": ["a", "b"]},
-        True,
+        {"-q"},
         ["x", "--pip", "c"],
     )
+
+
+def test_only_a_local_submit_without_waiting_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["job", "submit", "--working-dir", ".", "--no-wait", "--submission-id=s1", "--", "a"]
+    parsed = fast.parse_submit(args)
+    assert parsed is not None and parsed.options == {"--working-dir": ".", "--submission-id": "s1"}
+    assert fast.parse_submit([arg for arg in args if arg != "--no-wait"]) is None
+    assert fast.parse_submit([*args[:2], "--address", "http://x", *args[2:]]) is None
+    monkeypatch.setenv("RUNENV_ADDRESS", "http://x")
+    assert fast.parse_submit(args) is None
 
 
 @pytest.mark.parametrize(
