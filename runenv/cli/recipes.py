@@ -91,17 +91,22 @@ def write(
     env: RuntimeEnv,
     result: dict[str, Any],
     recording: inputs.Recording,
-    more_inputs: Iterable[str] = (),
+    stored: Iterable[str] = (),
 ) -> None:
-    """Record a recipe (best effort: without it, the next run is just not faster)."""
+    """Record a recipe (best effort: without it, the next run is just not faster).
+
+    ``stored`` are content-addressed files that must still be there (never rewritten in place,
+    so a just-written one is trusted at once).
+    """
     if env.conda is not None:
         return
     excluded = _not_inputs()
     opened = {path for path in recording.opened if not _is_excluded(path, excluded)}
-    paths = {*recording.paths, *opened, *_named_paths(env_file, data), *more_inputs}
+    paths = {*recording.paths, *opened, *_named_paths(env_file, data)}
     fingerprints = _fingerprints(paths, recording.started_ns - RACY_WINDOW_NS)
     if fingerprints is None:
         return
+    fingerprints += [[path, fast.fingerprint(path)] for path in sorted(set(stored))]
     recipe = {
         "request": request,
         "environ": _environ(env),

@@ -266,3 +266,32 @@ def test_an_included_requirements_file_edited(environ: dict[str, str], tmp_path:
     os.utime(pins, ns=(before.st_atime_ns, before.st_mtime_ns))
     third = runenv(*args, environ=environ, cwd=project)
     assert (third.returncode, third.stdout.strip()) == (0, "2.0"), third.stderr
+
+
+def test_job_submit_no_wait(environ: dict[str, str], project: Path) -> None:
+    settle(project, project.parent / "env.json")
+    args = ["job", "submit", "--runtime-env", "../env.json", "--working-dir", ".", "--no-wait"]
+
+    def submit(*more: str) -> tuple[str, bool]:
+        """The job's output, and whether the submission took the fast path."""
+        result = runenv(*args, *more, "--", "python", "-c", SHOW, environ=environ, cwd=project)
+        assert result.returncode == 0, result.stderr
+        job_id = result.stdout.strip()
+        said = [line for line in result.stderr.splitlines() if line.startswith("runenv: ")]
+        assert f"submitted {job_id}" in result.stderr
+        logs = runenv("job", "logs", job_id, "--follow", environ=environ, cwd=project)
+        status = runenv("job", "status", job_id, environ=environ, cwd=project)
+        assert status.stdout.startswith("SUCCEEDED"), logs.stdout
+        shown = [line for line in logs.stdout.splitlines() if not line.startswith("[runenv]")]
+        return "\n".join(shown), not said
+
+    assert submit() == ("one a", False)
+    assert submit() == ("one a", True)
+    assert submit("--submission-id", "mine", "--metadata-json", '{"a": 1}') == ("one a", True)
+    shown = runenv("job", "show", "mine", environ=environ, cwd=project).stdout
+    assert json.loads(shown)["metadata"] == {"a": "1"}
+    duplicate = runenv(*args, "--submission-id", "mine", "--", "true", environ=environ, cwd=project)
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+    assert "Traceback" not in duplicate.stderr
+    (project / "note.txt").write_text("two\n")
+    assert submit() == ("two a", False)
