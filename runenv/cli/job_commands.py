@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from runenv import inputs
-from runenv.cli import fast, recipes
+from runenv.cli import fast
 from runenv.cli.app import app
 from runenv.cli.options import env_dict_from_flags
 from runenv.cli.progress import stage_reporter
@@ -21,6 +20,7 @@ from runenv.jobs.models import JobInfo, JobStatus
 from runenv.spec import RuntimeEnv
 
 if TYPE_CHECKING:
+    from runenv import inputs
     from runenv.jobs.client import JobClient
 
 job_app = typer.Typer(help="Submit, follow and stop jobs.", no_args_is_help=True)
@@ -46,6 +46,8 @@ def submit(
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the job is submitted."),
 ) -> None:
     """Submit ENTRYPOINT as a job; follow its logs until it ends (unless --no-wait)."""
+    from runenv.cli import recipes  # here: the other job commands needn't load setup code
+
     job = read_job_config(config) if config is not None else JobConfig()
     command = fast.job_entrypoint(entrypoint or []) or job.entrypoint
     if not command:
@@ -82,6 +84,8 @@ def _record(
     recording: inputs.Recording,
 ) -> None:
     """The recipe of this submission: next time, the same env is submitted without setup."""
+    from runenv.cli import recipes
+
     packages = recipes.stored_packages(env, info.runtime_env)
     if packages is not None:
         result = recipes.prepared_record(info.runtime_env, info.env_key)

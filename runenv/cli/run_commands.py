@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from runenv.cli import fast, recipes
+from runenv.cli import fast
 from runenv.cli.app import app
 from runenv.cli.options import env_dict_from_flags
 from runenv.cli.progress import stage_reporter
@@ -33,7 +33,8 @@ def run(
     """
     if not command:
         raise RunenvError("no command to run", hint="runenv run [OPTIONS] -- python main.py")
-    from runenv.materialize import materialize  # here: `runenv --help` needn't load it
+    from runenv.cli import recipes  # here: `runenv --help` needn't load setup code
+    from runenv.materialize import materialize
     from runenv.spec import RuntimeEnv
 
     missed = fast.missed()
