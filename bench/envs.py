@@ -308,6 +308,20 @@ def warm_cli_rows(work: Path, repeat: int) -> list[Row]:
             "uv's warm run (the Python uv finds)",
         ),
         Timing(
+            "`uv run --no-project --python <runenv's> python -c pass`",
+            [
+                find_uv_bin(),
+                "run",
+                "--no-project",
+                "--python",
+                sys.executable,
+                "python",
+                "-c",
+                "pass",
+            ],
+            "uv's warm run, runenv's interpreter (no discovery)",
+        ),
+        Timing(
             "runenv warm run, working_dir + pip",
             [*runenv_argv, "python", "-c", "pass"],
             "`runenv run --runtime-env env.yaml -- python -c pass`; target <= 0.100",
