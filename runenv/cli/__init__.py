@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         from runenv.cli import fast
 
-        fast.try_run(args)  # returns only when the fast path cannot serve this command
+        fast.try_fast_path(args)  # returns only when the fast path cannot serve this command
         _run_click(args)
     except RunenvError as error:
         print_error(error)

@@ -1,4 +1,5 @@
-"""The fast path of ``runenv run``: an env already set up, recognised by its recipe.
+"""The fast path of ``runenv run`` and ``runenv job submit --no-wait``: an env already set up
+(or prepared, for a job), recognised by its recipe.
 
 A *recipe* is what a slow run recorded (:mod:`runenv.cli.recipes`) about the env it set up: the
 request it answered (the env flags, the directory it ran in, this installation of runenv), the
@@ -57,7 +58,7 @@ class Parsed:
 _missed: tuple[list[object], Parsed] | None = None
 
 
-def try_run(args: Sequence[str]) -> None:
+def try_fast_path(args: Sequence[str]) -> None:
     """Serve ``runenv run`` or ``runenv job submit --no-wait`` at once if the env is known
     and unchanged; otherwise just return.
 
@@ -343,7 +344,6 @@ def job_entrypoint(tokens: Sequence[str]) -> str:
     """The entrypoint as one shell command: a single word as it is, else the words quoted."""
     if len(tokens) <= 1:
         return "".join(tokens)
-        return tokens[0]
     import shlex
 
     return shlex.join(tokens)

@@ -86,7 +86,7 @@ def test_the_fast_path_loads_no_heavy_module() -> None:
     probe = (
         "import sys\n"
         "from runenv.cli import fast\n"
-        "fast.try_run(['run', '--runtime-env', 'none.yaml', '--', 'true'])\n"
+        "fast.try_fast_path(['run', '--runtime-env', 'none.yaml', '--', 'true'])\n"
         "heavy = {'typer', 'click', 'rich', 'pydantic', 'typing', 'json', 'subprocess'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"
     )
