@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-
-import psutil
 
 from runenv.errors import RunenvError
 from runenv.jobs import supervisor
@@ -162,6 +159,8 @@ class JobManager:
                 hint=f"stop it first: runenv job stop {submission_id}",
             )
         self.store.delete(submission_id)
+        import shutil
+
         shutil.rmtree(supervisor.job_directory(submission_id), ignore_errors=True)
 
     def _checked(self, info: JobInfo) -> JobInfo:
@@ -194,6 +193,8 @@ def _alive(info: JobInfo) -> bool:
     """Whether the job's supervisor process is still running (the same process, not a reuse)."""
     if info.supervisor_pid is None:
         return False
+    import psutil  # on use: submitting a job needn't load it
+
     try:
         process = psutil.Process(info.supervisor_pid)
         same = abs(process.create_time() - (info.supervisor_started or 0)) < 0.5
@@ -205,6 +206,8 @@ def _alive(info: JobInfo) -> bool:
 def _kill_job_processes(pgid: int, started: float) -> None:
     """Kill what is left of a job's process group — only processes of that group that started
     with or after the job, so a recycled group number never reaches anyone else."""
+    import psutil
+
     for process in psutil.process_iter(["create_time"]):
         try:
             if os.getpgid(process.pid) == pgid and process.info["create_time"] >= started - 0.5:

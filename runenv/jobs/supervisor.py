@@ -18,11 +18,8 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import psutil
-
-from runenv.context import Context, die_with_parent, start_process
 from runenv.errors import RunenvError
 from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 from runenv.jobs.store import JobStore, jobs_home
@@ -32,6 +29,10 @@ POLL_SECONDS = 0.05
 # How a job's driver learns its job id and env (runenv.init() makes that env the parent).
 JOB_ID_VARIABLE = "RUNENV_JOB_ID"
 JOB_ENV_VARIABLE = "RUNENV_JOB_RUNTIME_ENV"
+
+# What only the supervisor's own process uses loads there: `spawn` is imported by submitters.
+if TYPE_CHECKING:
+    from runenv.context import Context
 
 
 def job_directory(submission_id: str) -> Path:
@@ -73,6 +74,8 @@ class Supervisor:
         self.process: subprocess.Popen[bytes] | None = None
 
     def run(self) -> None:
+        import psutil
+
         signal.signal(signal.SIGTERM, self._on_stop)
         me = psutil.Process()
         self.store.update(self.id, supervisor_pid=me.pid, supervisor_started=me.create_time())
@@ -142,6 +145,10 @@ class Supervisor:
     def _run_once(
         self, info: JobInfo, context: Context, deadline: float | None
     ) -> tuple[int, bool]:
+        import psutil
+
+        from runenv.context import die_with_parent, start_process
+
         job_env = {JOB_ID_VARIABLE: self.id, JOB_ENV_VARIABLE: json.dumps(info.runtime_env)}
         self.process = start_process(
             context.with_changes(env_vars={**context.env_vars, **job_env}),
