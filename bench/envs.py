@@ -15,8 +15,12 @@ Ray's pip and uv envs start as a copy of the driver's venv, so Ray runs from two
 project's, and a lean one with only ray (and virtualenv, pip) that the script builds first; the
 restart and pandas rows use the lean one (one run each for pandas).
 
+  - warm CLI (rows marked new): `runenv run` and `runenv job submit --no-wait` of a built
+    working_dir + pip env, beside `python -c pass` and `uv run`, min and median
+    (`--warm-cli-only` runs just these).
+
     .venv/bin/python bench/envs.py [--repeat 3] [--warm-repeat 20] [--skip-ray]
-                                   [--no-with-pandas] [--no-lean-ray]
+                                   [--no-with-pandas] [--no-lean-ray] [--warm-cli-only]
 """
 
 from __future__ import annotations
@@ -250,6 +254,93 @@ def floor_seconds(home: Path, package: str, repeat: int) -> float:
 
 def cli_import_seconds(repeat: int) -> float:
     return median([run_timed([sys.executable, "-c", "import runenv.cli"]) for _ in range(repeat)])
+
+
+# --- warm CLI (issue 8) -----------------------------------------------------------------------
+
+RACY_WINDOW_S = 2.0  # runenv records no recipe while an input is younger (packaging.hashes)
+WARM_ENV = "working_dir: .\nexcludes: ['*.log']\npip: [six]\nenv_vars:\n  LOG_LEVEL: debug\n"
+
+
+@dataclass
+class Timing:
+    name: str
+    argv: list[str]
+    note: str
+    samples: list[float] = field(default_factory=list)
+
+
+def warm_cli_rows(work: Path, repeat: int) -> list[Row]:
+    """Warm `runenv run` and `runenv job submit --no-wait` of a working_dir + pip env, beside
+    Python's own start and `uv run`, interleaved (so load falls on all alike): min and median."""
+    from uv import find_uv_bin
+
+    project, home, uv_cache = work / "warm-project", work / "warm-home", work / "warm-uv"
+    project.mkdir()
+    (project / "main.py").write_text("import six\nprint(six.__name__)\n")
+    (project / "data.txt").write_text("some data\n")
+    (project / "env.yaml").write_text(WARM_ENV)
+    env = bench_env(home, uv_cache)
+    runenv_argv = [*runenv_command(), "run", "--runtime-env", "env.yaml", "--"]
+    first = subprocess.run(
+        [*runenv_argv, "python", "main.py"], env=env, cwd=project, capture_output=True, text=True
+    )
+    if first.returncode != 0:
+        raise SystemExit(f"runenv run failed:\n{first.stderr}")
+    time.sleep(RACY_WINDOW_S)  # not a synchronization: the files must be older than the window
+    submit = [*runenv_command(), "job", "submit", "--no-wait", "--runtime-env", "env.yaml"]
+    for argv in ([*runenv_argv, "python", "-c", "pass"], [*submit, "--", "true"]):
+        for _ in range(2):  # the first records the recipe, the second must use it
+            last = subprocess.run(argv, env=env, cwd=project, capture_output=True, text=True)
+        if "runenv: " in last.stderr:
+            raise SystemExit(f"the warm run was not the fast path: {last.stderr}")
+    (entry,) = python_entries(home)
+    timings = [
+        Timing("`python -c pass`", [sys.executable, "-c", "pass"], "runenv's interpreter"),
+        Timing(
+            "env's `python -c pass`",
+            [str(entry.path / "venv" / "bin" / "python"), "-c", "pass"],
+            "the floor: the command alone",
+        ),
+        Timing(
+            "`uv run --no-project python -c pass`",
+            [find_uv_bin(), "run", "--no-project", "python", "-c", "pass"],
+            "uv's warm run (the Python uv finds)",
+        ),
+        Timing(
+            "`uv run --no-project --python <runenv's> python -c pass`",
+            [
+                find_uv_bin(),
+                "run",
+                "--no-project",
+                "--python",
+                sys.executable,
+                "python",
+                "-c",
+                "pass",
+            ],
+            "uv's warm run, runenv's interpreter (no discovery)",
+        ),
+        Timing(
+            "runenv warm run, working_dir + pip",
+            [*runenv_argv, "python", "-c", "pass"],
+            "`runenv run --runtime-env env.yaml -- python -c pass`; target <= 0.100",
+        ),
+        Timing(
+            "runenv job submit --no-wait, warm",
+            [*submit, "--", "true"],
+            "to the id printed (the job runs after); target <= 0.150",
+        ),
+    ]
+    for _ in range(repeat):
+        for timing in timings:
+            start = time.perf_counter()
+            subprocess.run(timing.argv, env=env, cwd=project, check=True, capture_output=True)
+            timing.samples.append(time.perf_counter() - start)
+    return [
+        (f"{t.name} (new)", median(t.samples), f"min {min(t.samples):.3f}; {t.note}")
+        for t in timings
+    ]
 
 
 # --- Ray -------------------------------------------------------------------------------------
@@ -550,6 +641,9 @@ def main() -> None:
     parser.add_argument("--warm-repeat", type=int, default=20, help="runs of each warm one")
     parser.add_argument("--skip-ray", action="store_true", help="runenv rows only")
     parser.add_argument(
+        "--warm-cli-only", action="store_true", help="only the warm CLI rows (about a minute)"
+    )
+    parser.add_argument(
         "--with-pandas",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -578,7 +672,10 @@ def main() -> None:
     print(f"load average at the start: {load} (other work on the machine skews everything)")
     with tempfile.TemporaryDirectory(prefix="rb-") as scratch:
         work = Path(scratch)
-        rows, footprints = measure(args, work)
+        if args.warm_cli_only:
+            rows, footprints = warm_cli_rows(work, args.warm_repeat), []
+        else:
+            rows, footprints = measure(args, work)
     print_table(rows)
     print()
     for line in footprints:
@@ -600,6 +697,8 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list[Row], list[str]]
     floor = floor_seconds(small.home, SMALL, warm)
     cli_import = cli_import_seconds(warm)
     restart = runenv_restart(SMALL, small.home, small.uv_cache, repeat)
+    step("warm CLI")
+    warm_rows = warm_cli_rows(work, warm)
     big_home = cold[BIG].home if BIG in cold else None
     floor_big = floor_seconds(big_home, BIG, repeat) if big_home is not None else None
 
@@ -658,6 +757,7 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[list[Row], list[str]]
                     f"{ratio(outcome.restart.env, restart.seconds)} faster",
                 )
             )
+    rows += warm_rows
     if BIG in cold:
         rows += cold_rows(BIG, cold[BIG], all_ray(BIG), reason, "1 run")
         if floor_big is not None:

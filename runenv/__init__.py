@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from runenv.errors import (
     ActorDiedError,
     EnvSetupError,
@@ -19,6 +17,8 @@ from runenv.errors import (
 )
 
 __version__ = "0.1.0"
+
+TYPE_CHECKING = False  # not typing's: importing typing would cost `runenv run` milliseconds
 
 # The API (cloudpickle) and the spec (pydantic) load on first use: the CLI and the workers in
 # the host's interpreter start much faster without what they don't need.
@@ -57,6 +57,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from runenv.api import (
         ActorClass,
         ActorHandle,

@@ -13,8 +13,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from runenv import settings
-from runenv.cache import ResourceCache
+from runenv import inputs, settings
+from runenv.cache import Builder, Entry, ResourceCache
 from runenv.context import Context
 from runenv.deadline import Deadline
 from runenv.envs import STEPS, Setup
@@ -88,7 +88,16 @@ def release(context: Context) -> None:
 def new_setup(env: RuntimeEnv, on_stage: StageCallback | None) -> Setup:
     log = SetupLog(settings.runenv_home() / "logs" / f"setup-{env.key}.log")
     deadline = Deadline(env.config.setup_timeout)
-    return Setup(ResourceCache(), deadline, log, on_stage or _ignore_stage)
+    return Setup(_NotingCache(), deadline, log, on_stage or _ignore_stage)
+
+
+class _NotingCache(ResourceCache):
+    """The node's cache, noting each entry a result uses for the CLI's recipes (runenv.inputs)."""
+
+    def acquire(self, kind: str, key: str, build: Builder, deadline: Deadline) -> Entry:
+        entry = super().acquire(kind, key, build, deadline)
+        inputs.note_entry(str(entry.path))
+        return entry
 
 
 def _ignore_stage(stage: str, detail: str) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
-
 from runenv.errors import RunenvError
 
 DEFAULT_MAX_PACKAGE_MB = 100
@@ -17,6 +15,8 @@ def runenv_home() -> Path:
     configured = os.environ.get("RUNENV_HOME")
     if configured:
         return Path(configured).expanduser().resolve()
+    import platformdirs  # on use: with RUNENV_HOME set, the CLI's start doesn't pay for it
+
     return Path(platformdirs.user_cache_dir("runenv")).resolve()
 
 

@@ -13,7 +13,7 @@ import typer
 from runenv.cli.app import env_app
 from runenv.cli.progress import stage_reporter
 from runenv.errors import RunenvError
-from runenv.spec import RuntimeEnv, json_schema
+from runenv.spec import RuntimeEnv
 from runenv.units import human_bytes, parse_size
 
 if TYPE_CHECKING:
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 @env_app.command("schema")
 def schema() -> None:
     """Print the JSON Schema of the runtime_env dict (for editors)."""
+    from runenv.spec import json_schema
+
     typer.echo(json.dumps(json_schema(), indent=2))
 
 

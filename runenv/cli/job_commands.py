@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -11,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from runenv.cli import fast
 from runenv.cli.app import app
-from runenv.cli.options import env_from_flags
+from runenv.cli.options import env_dict_from_flags
 from runenv.cli.progress import stage_reporter
 from runenv.errors import RunenvError
 from runenv.jobs.config import JobConfig, read_job_config
@@ -20,6 +20,7 @@ from runenv.jobs.models import JobInfo, JobStatus
 from runenv.spec import RuntimeEnv
 
 if TYPE_CHECKING:
+    from runenv import inputs
     from runenv.jobs.client import JobClient
 
 job_app = typer.Typer(help="Submit, follow and stop jobs.", no_args_is_help=True)
@@ -45,25 +46,50 @@ def submit(
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the job is submitted."),
 ) -> None:
     """Submit ENTRYPOINT as a job; follow its logs until it ends (unless --no-wait)."""
+    from runenv.cli import recipes  # here: the other job commands needn't load setup code
+
     job = read_job_config(config) if config is not None else JobConfig()
-    command = _entrypoint(entrypoint) or job.entrypoint
+    command = fast.job_entrypoint(entrypoint or []) or job.entrypoint
     if not command:
         raise RunenvError("no entrypoint", hint="runenv job submit [OPTIONS] -- python main.py")
-    env = _job_env(job, runtime_env, runtime_env_json, working_dir)
-    metadata = {**job.metadata, **_metadata(metadata_json)}
+    metadata = {**job.metadata, **fast.job_metadata(metadata_json)}
     if job.name:
         metadata.setdefault("name", job.name)
     client = _client(address)
-    with stage_reporter() as on_stage:
-        job_id = client.submit_job(
-            command, env, submission_id, metadata, job.max_retries, job.timeout_s, on_stage
-        )
-    print(f"submitted {job_id}", file=sys.stderr)
+    missed = fast.missed()
+    flags = (runtime_env, runtime_env_json, working_dir)
+    with recipes.recording() as recording:
+        data = _job_env(job, *flags)
+        env = RuntimeEnv.from_dict(data)
+        with stage_reporter() as on_stage:
+            job_id = client.submit_job(
+                command, env, submission_id, metadata, job.max_retries, job.timeout_s, on_stage
+            )
+    local = config is None and client.address is None
+    if local and missed is not None and recipes.agrees(missed[1], entrypoint or [], *flags):
+        _record(missed[0], runtime_env, data, env, client.get_job_info(job_id), recording)
     if no_wait:
-        typer.echo(job_id)
-        print(f"follow it with: runenv job logs {job_id} --follow", file=sys.stderr)
+        fast.announce_submitted(job_id)
         return
+    print(f"submitted {job_id}", file=sys.stderr)
     sys.exit(_follow(client, job_id))
+
+
+def _record(
+    request: list[object],
+    env_file: Path | None,
+    data: dict[str, Any],
+    env: RuntimeEnv,
+    info: JobInfo,
+    recording: inputs.Recording,
+) -> None:
+    """The recipe of this submission: next time, the same env is submitted without setup."""
+    from runenv.cli import recipes
+
+    packages = recipes.stored_packages(env, info.runtime_env)
+    if packages is not None:
+        result = recipes.prepared_record(info.runtime_env, info.env_key)
+        recipes.write(request, env_file, data, env, result, recording, packages)
 
 
 @job_app.command("status")
@@ -196,32 +222,14 @@ def _clock(timestamp: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(timestamp)) if timestamp else ""
 
 
-def _entrypoint(tokens: list[str] | None) -> str | None:
-    if not tokens:
-        return None
-    return tokens[0] if len(tokens) == 1 else shlex.join(tokens)
-
-
 def _job_env(
     job: JobConfig, runtime_env: Path | None, runtime_env_json: str | None, working_dir: str | None
-) -> RuntimeEnv:
-    flags = env_from_flags(runtime_env, runtime_env_json, None, [], [])
-    data: dict[str, Any] = {**job.runtime_env, **flags.to_dict()}
+) -> dict[str, Any]:
+    flags = env_dict_from_flags(runtime_env, runtime_env_json, None, [], [])
+    data: dict[str, Any] = {**job.runtime_env, **flags}
     if working_dir is not None:
         data["working_dir"] = working_dir
-    return RuntimeEnv.from_dict(data)
-
-
-def _metadata(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RunenvError(f"--metadata-json is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise RunenvError("--metadata-json: expected a JSON object of strings")
-    return {str(key): str(value) for key, value in data.items()}
+    return data
 
 
 def _status(text: str) -> JobStatus:

@@ -18,6 +18,19 @@ def env_from_flags(
     env_vars: list[str],
 ) -> RuntimeEnv:
     """The env the flags describe: a file or JSON first, then the single-field flags over it."""
+    return RuntimeEnv.from_dict(
+        env_dict_from_flags(runtime_env, runtime_env_json, working_dir, pip, env_vars)
+    )
+
+
+def env_dict_from_flags(
+    runtime_env: Path | None,
+    runtime_env_json: str | None,
+    working_dir: str | None,
+    pip: list[str],
+    env_vars: list[str],
+) -> dict[str, Any]:
+    """The runtime_env dict the flags describe, before validation."""
     if runtime_env is not None and runtime_env_json is not None:
         raise SpecError(
             "--runtime-env and --runtime-env-json cannot be used together",
@@ -34,7 +47,7 @@ def env_from_flags(
         data["pip"] = list(pip)
     if env_vars:
         data["env_vars"] = {**(data.get("env_vars") or {}), **_parse_env_vars(env_vars)}
-    return RuntimeEnv.from_dict(data)
+    return data
 
 
 def _parse_json(text: str) -> dict[str, Any]:

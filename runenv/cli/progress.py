@@ -27,17 +27,17 @@ def stage_reporter(quiet: bool = False) -> Iterator[StageCallback]:
     if quiet:
         yield lambda stage, detail: None
         return
-    from rich.console import Console  # on use: `-q` and scripts don't need it
-
-    console = Console(stderr=True, highlight=False)
-    started = time.monotonic()
-    if not console.is_terminal:
+    if not sys.stderr.isatty():
 
         def plain(stage: str, detail: str) -> None:
             print(f"runenv: {_VERBS.get(stage, stage)} {detail}", file=sys.stderr, flush=True)
 
         yield plain
         return
+    from rich.console import Console  # on use: only a terminal shows a live line
+
+    console = Console(stderr=True, highlight=False)
+    started = time.monotonic()
     with console.status("setting up the runtime env") as status:
 
         def live(stage: str, detail: str) -> None:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import signal
-import sys
 from pathlib import Path
-from types import FrameType
 
 import typer
 
+from runenv.cli import fast
 from runenv.cli.app import app
-from runenv.cli.options import env_from_flags
+from runenv.cli.options import env_dict_from_flags
 from runenv.cli.progress import stage_reporter
 from runenv.errors import RunenvError
-
-_FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 @app.command(
@@ -30,30 +26,25 @@ def run(
     env_var: list[str] = typer.Option([], "--env-var", help="NAME=VALUE (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Set up the runtime env, then run COMMAND in it; its exit code is passed through."""
+    """Set up the runtime env, then run COMMAND in it; its exit code is passed through.
+
+    Once an env is set up, running it again with the same flags from the same directory,
+    nothing it was made from having changed, starts COMMAND at once.
+    """
     if not command:
         raise RunenvError("no command to run", hint="runenv run [OPTIONS] -- python main.py")
-    from runenv.context import start_process  # here: `runenv --help` needn't load them
+    from runenv.cli import recipes  # here: `runenv --help` needn't load setup code
     from runenv.materialize import materialize
+    from runenv.spec import RuntimeEnv
 
-    env = env_from_flags(runtime_env, runtime_env_json, working_dir, pip, env_var)
-    with stage_reporter(quiet) as on_stage:
-        context = materialize(env, on_stage)
-    try:
-        # In our process group: the terminal's foreground group, as an interactive command needs.
-        process = start_process(context, command, own_group=False)
-    except FileNotFoundError:
-        raise RunenvError(
-            f"command not found: {command[0]}",
-            hint="check the name; the env's bin directory is first on PATH",
-        ) from None
-    except PermissionError:
-        raise RunenvError(f"command is not executable: {command[0]}") from None
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        process.send_signal(signum)
-
-    for signum in _FORWARDED_SIGNALS:
-        signal.signal(signum, forward)
-    code = process.wait()
-    sys.exit(128 - code if code < 0 else code)  # killed by signal N: 128 + N, as shells do
+    missed = fast.missed()
+    flags = (runtime_env, runtime_env_json, working_dir, pip, env_var)
+    with recipes.recording() as recording:
+        data = env_dict_from_flags(*flags)
+        env = RuntimeEnv.from_dict(data)
+        with stage_reporter(quiet) as on_stage:
+            context = materialize(env, on_stage)
+    result = recipes.context_record(context)
+    if missed is not None and recipes.agrees(missed[1], command, *flags):
+        recipes.write(missed[0], runtime_env, data, env, result, recording)
+    fast.run_command(command, result, context.lease_fds)

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
-
-from runenv.envs.setup import StageCallback
 from runenv.errors import RunenvError
 from runenv.jobs import supervisor
 from runenv.jobs.models import JobInfo, JobStatus, Submission, new_submission_id
 from runenv.jobs.store import JobStore
-from runenv.materialize import prepare
+
+# The env's setup loads on use: `runenv job submit --no-wait` of a recorded env needs none of it.
+if TYPE_CHECKING:
+    from runenv.envs.setup import StageCallback
 
 # A record whose supervisor has not reported its pid yet is only "lost" after this long.
 SPAWN_GRACE_SECONDS = 30.0
@@ -35,19 +34,42 @@ class JobManager:
 
     def submit(self, submission: Submission, on_stage: StageCallback | None = None) -> str:
         """Record the job and start its supervisor; returns the submission id at once."""
-        if not submission.entrypoint.strip():
-            raise RunenvError("the entrypoint is empty", hint="runenv job submit -- python main.py")
+        from runenv.materialize import prepare
+
+        _check_entrypoint(submission.entrypoint)
         # Local code packaged, packages locked: what the job will run, wherever it runs. An env
         # prepared by a remote client already is kept as it is (its lock is not resolved again).
         prepared = prepare(submission.runtime_env, on_stage=on_stage)
+        return self.submit_prepared(
+            submission.entrypoint,
+            prepared.to_dict(),
+            prepared.key,
+            submission.submission_id,
+            submission.metadata,
+            submission.max_retries,
+            submission.timeout_s,
+        )
+
+    def submit_prepared(
+        self,
+        entrypoint: str,
+        runtime_env: dict[str, Any],
+        env_key: str,
+        submission_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        max_retries: int = 0,
+        timeout_s: float | None = None,
+    ) -> str:
+        """Submit with an env :func:`runenv.materialize.prepare` made (its dict and key)."""
+        _check_entrypoint(entrypoint)
         info = JobInfo(
-            submission_id=submission.submission_id or new_submission_id(),
-            entrypoint=submission.entrypoint,
-            runtime_env=prepared.to_dict(),
-            env_key=prepared.key,
-            metadata=dict(submission.metadata),
-            max_retries=submission.max_retries,
-            timeout_s=submission.timeout_s,
+            submission_id=submission_id or new_submission_id(),
+            entrypoint=entrypoint,
+            runtime_env=runtime_env,
+            env_key=env_key,
+            metadata=dict(metadata or {}),
+            max_retries=max_retries,
+            timeout_s=timeout_s,
         )
         self.store.insert(info)
         supervisor.spawn(info.submission_id)
@@ -122,6 +144,8 @@ class JobManager:
                 hint=f"stop it first: runenv job stop {submission_id}",
             )
         self.store.delete(submission_id)
+        import shutil
+
         shutil.rmtree(supervisor.job_directory(submission_id), ignore_errors=True)
 
     def _checked(self, info: JobInfo) -> JobInfo:
@@ -148,10 +172,17 @@ class JobManager:
         return self.store.get(info.submission_id)
 
 
+def _check_entrypoint(entrypoint: str) -> None:
+    if not entrypoint.strip():
+        raise RunenvError("the entrypoint is empty", hint="runenv job submit -- python main.py")
+
+
 def _alive(info: JobInfo) -> bool:
     """Whether the job's supervisor process is still running (the same process, not a reuse)."""
     if info.supervisor_pid is None:
         return False
+    import psutil  # on use: submitting a job needn't load it
+
     try:
         process = psutil.Process(info.supervisor_pid)
         same = abs(process.create_time() - (info.supervisor_started or 0)) < 0.5
@@ -163,6 +194,8 @@ def _alive(info: JobInfo) -> bool:
 def _kill_job_processes(pgid: int, started: float) -> None:
     """Kill what is left of a job's process group — only processes of that group that started
     with or after the job, so a recycled group number never reaches anyone else."""
+    import psutil
+
     for process in psutil.process_iter(["create_time"]):
         try:
             if os.getpgid(process.pid) == pgid and process.info["create_time"] >= started - 0.5:

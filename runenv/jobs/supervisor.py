@@ -18,23 +18,22 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import IO
-
-import psutil
+from typing import IO, TYPE_CHECKING
 
 from runenv import process
-from runenv.context import Context, start_process
 from runenv.errors import RunenvError
 from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 from runenv.jobs.store import JobStore, jobs_home
-from runenv.materialize import materialize
-from runenv.spec import RuntimeEnv
 
 STOP_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.05
 # How a job's driver learns its job id and env (runenv.init() makes that env the parent).
 JOB_ID_VARIABLE = "RUNENV_JOB_ID"
 JOB_ENV_VARIABLE = "RUNENV_JOB_RUNTIME_ENV"
+
+# What only the supervisor's own process uses loads there: `spawn` is imported by submitters.
+if TYPE_CHECKING:
+    from runenv.context import Context
 
 
 def job_directory(submission_id: str) -> Path:
@@ -53,6 +52,8 @@ def spawn(submission_id: str) -> None:
     file says it is starting (see :func:`spawned_alive`): on a busy machine a burst of
     submissions must not be taken for supervisors lost before they started.
     """
+    import psutil
+
     directory = job_directory(submission_id)
     directory.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-c", _DETACHED, submission_id]
@@ -66,6 +67,8 @@ def spawn(submission_id: str) -> None:
 def spawned_alive(submission_id: str) -> bool:
     """Whether the supervisor :func:`spawn` started for the job still runs (the same process,
     not a reuse of its pid)."""
+    import psutil
+
     try:
         pid, started = (job_directory(submission_id) / "supervisor.pid").read_text().split()
         supervisor = psutil.Process(int(pid))
@@ -89,6 +92,8 @@ class Supervisor:
         self.process: subprocess.Popen[bytes] | None = None
 
     def run(self) -> None:
+        import psutil
+
         signal.signal(signal.SIGTERM, self._on_stop)
         me = psutil.Process()
         self.store.update(self.id, supervisor_pid=me.pid, supervisor_started=me.create_time())
@@ -119,6 +124,9 @@ class Supervisor:
 
     def _set_up(self, info: JobInfo) -> Context | None:
         self.say(f"setting up the runtime env of {self.id}")
+        from runenv.materialize import materialize  # here: submitting a job needn't load it
+        from runenv.spec import RuntimeEnv
+
         try:
             context = materialize(
                 RuntimeEnv.from_dict(info.runtime_env),
@@ -155,6 +163,10 @@ class Supervisor:
     def _run_once(
         self, info: JobInfo, context: Context, deadline: float | None
     ) -> tuple[int, bool]:
+        import psutil
+
+        from runenv.context import start_process
+
         job_env = {JOB_ID_VARIABLE: self.id, JOB_ENV_VARIABLE: json.dumps(info.runtime_env)}
         self.process = start_process(  # in its own process group: a stop reaches all of it
             context.with_changes(env_vars={**context.env_vars, **job_env}),

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pathspec
 
+from runenv import inputs
+
 DEFAULT_EXCLUDES = (".git/", ".venv/", "venv/", "__pycache__/")
 IGNORE_FILES = (".gitignore", ".runenvignore")
 LARGEST_SHOWN = 10
@@ -129,6 +131,7 @@ def walk_tree(
 def single_file_tree(path: Path, archive_path: str) -> Tree:
     """A tree holding one file (a py_modules ``.py`` file)."""
     tree = Tree(root=path.parent.resolve())
+    inputs.note_path(str(path))
     tree.files.append(_file_entry(archive_path, str(path.resolve()), path.stat()))
     return tree
 
@@ -143,6 +146,7 @@ class _Walker:
     def walk_directory(
         self, directory: str, relative: str, rules: _Rules, ancestors: frozenset[tuple[int, int]]
     ) -> None:
+        inputs.note_path(directory)  # its listing: a file added or removed shows in its stat
         rules = self._with_ignore_files(directory, relative, rules)
         try:
             entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
@@ -186,6 +190,7 @@ class _Walker:
             self.walk_directory(entry.path, path + "/", rules, ancestors | {identity})
         elif stat.S_ISREG(info.st_mode):
             source = os.path.realpath(entry.path) if entry.is_symlink() else entry.path
+            inputs.note_path(entry.path)  # its stat follows a link to whatever it points to now
             self.tree.files.append(_file_entry(self.prefix + path, source, info))
         else:
             self.tree.skipped.append((path, "not a regular file"))

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from runenv.spec.model import RuntimeEnv, RuntimeEnvConfig, merge, read_env_file
 from runenv.spec.python_packages import Lock, PythonPackages
-from runenv.spec.schema import json_schema
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from runenv.spec.schema import json_schema
+
+
+def __getattr__(name: str) -> object:
+    if name == "json_schema":  # pydantic's schema: loaded when asked for
+        from runenv.spec.schema import json_schema
+
+        return json_schema
+    raise AttributeError(f"module 'runenv.spec' has no attribute {name!r}")
+
 
 __all__ = [
     "Lock",

@@ -11,8 +11,10 @@ from typing import Any
 
 from runenv.digests import canonical_json, key_of
 from runenv.errors import SpecError
-from runenv.spec.normalize import PYTHON_ENV_FIELDS, normalize
 from runenv.spec.python_packages import PythonPackages
+
+# Validation (pydantic, whose validators take ~100 ms to build) loads when a dict is validated:
+# an env that is already canonical (a job's record, a recipe) is used without it.
 
 # Fields that say how an env is set up or where code is uploaded, not what is in it.
 _NOT_IN_KEY = ("config", "upload_path")
@@ -41,11 +43,15 @@ class RuntimeEnv:
     """
 
     def __init__(self, **fields: Any) -> None:
+        from runenv.spec.normalize import normalize
+
         self._data = normalize(fields, Path.cwd())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, base_dir: Path | None = None) -> RuntimeEnv:
         """Validate a runtime_env dict; relative paths are resolved against ``base_dir`` (cwd)."""
+        from runenv.spec.normalize import normalize
+
         return cls._from_canonical(normalize(data, base_dir or Path.cwd()))
 
     @classmethod
@@ -140,6 +146,8 @@ def merge(parent: RuntimeEnv, child: RuntimeEnv) -> RuntimeEnv:
     the child winning. A child that chooses its Python packages (``pip``, ``uv`` or ``conda``)
     replaces the parent's choice whichever field that was, since they cannot be combined.
     """
+    from runenv.spec.normalize import PYTHON_ENV_FIELDS
+
     merged = parent.to_dict()
     overrides = child.to_dict()
     if any(name in overrides for name in PYTHON_ENV_FIELDS):
