@@ -256,6 +256,29 @@ class GatedIndex:
     requested: threading.Event
     gate: threading.Event
 
+    def locked_pip(self) -> dict[str, Any]:
+        """A pip field already locked, so the first download is the install's (not the
+        resolution's): the install is what waits at the gate."""
+        python = ".".join(map(str, sys.version_info[:3]))
+        return {
+            "packages": ["runenv-slow"],
+            "pip_install_options": ["--no-index", "--find-links", self.url],
+            "lock": {"python": python, "requirements": ["runenv-slow==1.0"]},
+        }
+
+
+def processes_under(home: Path, what: str) -> list[str]:
+    """Command lines of running processes that mention ``home`` and ``what`` (" pip install ")."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(home) in command and what in command:
+            found.append(command)
+    return found
+
 
 @pytest.fixture
 def gated_index(tmp_path: Path) -> Iterator[GatedIndex]:

@@ -335,13 +335,8 @@ def _children(process: psutil.Process) -> list[psutil.Process]:
 def test_a_job_env_that_timed_out_is_set_up_again_for_the_next_task(
     gated_index: GatedIndex,
 ) -> None:
-    python = ".".join(map(str, sys.version_info[:3]))
     env = {
-        "pip": {
-            "packages": ["runenv-slow"],
-            "pip_install_options": ["--no-index", "--find-links", gated_index.url],
-            "lock": {"python": python, "requirements": ["runenv-slow==1.0"]},
-        },
+        "pip": gated_index.locked_pip(),
         "config": {"setup_timeout_seconds": 2, "eager_install": False},
     }
     runenv.init(runtime_env=env)  # the engine holds its job env for as long as it runs

@@ -411,14 +411,7 @@ def test_submission_ids_are_names_not_paths(environ: dict[str, str], bad: str) -
 def test_stop_while_the_env_is_being_set_up(
     environ: dict[str, str], gated_index: GatedIndex
 ) -> None:
-    python = ".".join(map(str, sys.version_info[:3]))
-    env = {
-        "pip": {
-            "packages": ["runenv-slow"],
-            "pip_install_options": ["--no-index", "--find-links", gated_index.url],
-            "lock": {"python": python, "requirements": ["runenv-slow==1.0"]},
-        }
-    }
+    env = {"pip": gated_index.locked_pip()}
     client = JobClient()
     job_id = client.submit_job("echo never", runtime_env=env)
     assert gated_index.requested.wait(WAIT_S), "the install never started"

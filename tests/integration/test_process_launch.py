@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import GatedIndex
+from conftest import GatedIndex, processes_under
 
 import runenv
 from runenv import RuntimeEnv
@@ -30,15 +30,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def compiles_under(home: Path) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(home) in command and " pip compile " in command:
-            found.append(command)
-    return found
+    return processes_under(home, " pip compile ")
 
 
 def test_a_resolve_that_times_out_is_retried_at_once(gated_index: GatedIndex, home: Path) -> None:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import GatedIndex
+from conftest import GatedIndex, processes_under
 
 from runenv import RuntimeEnv
 from runenv.errors import SetupTimeoutError
@@ -29,13 +29,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def slow_env(index: GatedIndex, timeout: int = -1) -> RuntimeEnv:
     """An env already locked, so the first download is the install's (not the resolution's)."""
-    python = ".".join(map(str, sys.version_info[:3]))
     return RuntimeEnv(
-        pip={
-            "packages": ["runenv-slow"],
-            "pip_install_options": ["--no-index", "--find-links", index.url],
-            "lock": {"python": python, "requirements": ["runenv-slow==1.0"]},
-        },
+        pip=index.locked_pip(),
         config={"setup_timeout_seconds": timeout},
     )
 
@@ -46,15 +41,7 @@ def python_entries(home: Path) -> list[str]:
 
 
 def uv_processes_under(home: Path) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(home) in command and " pip install " in command:
-            found.append(command)
-    return found
+    return processes_under(home, " pip install ")
 
 
 def test_timeout_kills_the_install_and_leaves_nothing(gated_index: GatedIndex, home: Path) -> None:
