@@ -212,6 +212,10 @@ def wait(
 
 
 def put(value: Any) -> ObjectRef:
+    if isinstance(value, ObjectRef):
+        raise UsageTypeError(
+            "put() of an ObjectRef: it is a ref already", hint="pass the ref itself, or [ref]"
+        )
     return ObjectRef(engine().put(value))
 
 

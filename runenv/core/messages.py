@@ -24,6 +24,12 @@ class Define(NamedTuple):
     pickled: bytes
 
 
+class Forget(NamedTuple):
+    """A function the worker may drop (the driver sends it again if it is needed again)."""
+
+    function_id: str
+
+
 class RunTask(NamedTuple):
     task_id: str
     function_id: str

@@ -111,6 +111,8 @@ class Worker:
                         self.client.resolve(request_id, ok, payload)
                     case messages.Define(function_id, pickled):
                         self.functions[function_id] = pickled
+                    case messages.Forget(function_id):
+                        self.functions.pop(function_id, None)
                     case messages.Init(identity):
                         self._start(identity)
                     case messages.Exit():
@@ -119,6 +121,10 @@ class Worker:
                         self.work.put(message)
         except (EOFError, OSError):
             pass  # the driver is gone: so is this worker
+        except Exception as error:  # a message that cannot be read: say so, end the worker
+            print(
+                f"runenv worker: cannot read a message from the driver: {error!r}", file=sys.stderr
+            )
         self.work.put(None)
 
     def _start(self, identity: dict[str, Any]) -> None:
@@ -130,18 +136,19 @@ class Worker:
     def _run(self, message: messages.Work) -> None:
         task_id = message.task_id
         self.client.local.task_id = task_id
-        result = None
+        outcome: Any = None
         try:
-            result = self._call(message)
-            reply: messages.Done | messages.Failed = messages.Done(task_id, to_blob(result))
+            outcome = self._call(message)
+            reply: messages.Done | messages.Failed = messages.Done(task_id, to_blob(outcome))
         except BaseException as error:  # everything the user's code raises goes back
+            outcome = error
             reply = messages.Failed(task_id, RemoteFailure.capture(error))
         finally:
             self.client.local.task_id = None
-        # The result is kept until it is sent: the handles in it must still be held by this
-        # worker when the driver learns that the value contains them.
+        # The result (or the error) is kept until it is sent: the handles in it must still be
+        # held by this worker when the driver learns that the value contains them.
         self.outbox.send(reply)
-        del result
+        del outcome
 
     def _call(self, message: messages.Work) -> Any:
         match message:

@@ -11,6 +11,7 @@ class CpuLedger:
         self.total = total
         self._held: dict[str, float] = {}
         self._used = 0.0
+        self._lent: dict[str, tuple[int, float]] = {}  # holder -> (waits, its CPUs)
 
     @property
     def free(self) -> float:
@@ -31,9 +32,35 @@ class CpuLedger:
         return True
 
     def give(self, holder: str) -> None:
+        """Give back what ``holder`` holds, or has lent (it is done: nothing to take back)."""
+        self._lent.pop(holder, None)
         cpus = self._held.pop(holder, None)
         if cpus is not None:
             self._used -= cpus
+
+    def lend(self, holder: str) -> None:
+        """``holder`` waits (a task in a nested ``get``): its CPUs are free until the last of
+        its waits ends, as Ray does, so nested work cannot deadlock on a full machine."""
+        waits, cpus = self._lent.get(holder, (0, 0.0))
+        if waits == 0:
+            if holder not in self._held:
+                return  # holds nothing: nothing to lend
+            cpus = self._held.pop(holder)
+            self._used -= cpus
+        self._lent[holder] = (waits + 1, cpus)
+
+    def take_back(self, holder: str) -> None:
+        """One wait of ``holder`` ended; after the last, it holds its CPUs again (even over the
+        total for a while: it must not wait behind the work it waited for)."""
+        lent = self._lent.get(holder)
+        if lent is None:
+            return  # it was given back meanwhile (finished, or its worker died)
+        waits, cpus = lent
+        if waits > 1:
+            self._lent[holder] = (waits - 1, cpus)
+            return
+        del self._lent[holder]
+        self.take(holder, cpus, force=True)
 
     def exhausted(self) -> bool:
         return self.free <= _EPSILON

@@ -34,7 +34,7 @@ from runenv.engine.envs import EnvRegistry, EnvState
 from runenv.engine.objects import DRIVER, Failure, ObjectTable, StoredObject
 from runenv.engine.pool import WorkerPool
 from runenv.engine.requests import answer
-from runenv.engine.tasks import Task, exception_of, setup_error, start_error
+from runenv.engine.tasks import Task, describe, exception_of, setup_error, start_error
 from runenv.engine.workers import WorkerProcess, bootstrap_directory, stop_workers
 from runenv.errors import (
     ActorDiedError,
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 DEFAULT_MAX_RETRIES = 3  # for a worker that dies mid-task, as Ray's default
 MAX_FUNCTIONS = 1024  # function pickles kept for workers that send them by id
+WORKER_FUNCTIONS = 256  # functions a worker keeps loaded; it is told to forget older ones
 
 
 class LocalEngine:
@@ -74,7 +75,10 @@ class LocalEngine:
         bootstrap, self._bootstrap_lease = bootstrap_directory(ResourceCache())
         idle = settings.worker_idle_seconds()
         self.pool = WorkerPool(bootstrap, self._on_message, self._on_exit, idle, self.job_id)
+        # Waiting tasks: those that need CPUs, and those that need none (they run even when
+        # every CPU is taken, as in Ray, so they are kept apart from the scan that stops then).
         self._pending: deque[Task] = deque()
+        self._pending_free: deque[Task] = deque()
         self._actors: dict[str, Actor] = {}
         self._named: dict[str, str] = {}
         self._functions: OrderedDict[str, FunctionSpec] = OrderedDict()
@@ -187,6 +191,7 @@ class LocalEngine:
         with self._lock:
             self.envs.close()
             self._pending.clear()
+            self._pending_free.clear()
             self._actors.clear()
             self._named.clear()
             self._functions.clear()
@@ -204,7 +209,7 @@ class LocalEngine:
                 "envs": len(self.envs),
                 "workers": len(self.pool),
                 "functions": len(self._functions),
-                "pending": len(self._pending),
+                "pending": len(self._pending) + len(self._pending_free),
             }
 
     # --- submitting ------------------------------------------------------------------------
@@ -228,7 +233,7 @@ class LocalEngine:
             )
         env = self._child_env(options.runtime_env, parent, base_dir)
         with self.changed:
-            self._check_open()
+            self._check_open(holder)
             self._drain_handles()
             function = self._remember(function)
             task = Task.new(
@@ -243,7 +248,7 @@ class LocalEngine:
                 max_calls=options.max_calls,
             )
             self.objects.create(task.id, task.where, holder)
-            self._pending.append(task)
+            self._queue_of(task).append(task)
             self.changed.notify_all()
         return task.id
 
@@ -259,7 +264,7 @@ class LocalEngine:
     ) -> str:
         env = self._child_env(options.runtime_env, parent, base_dir)
         with self.changed:
-            self._check_open()
+            self._check_open(holder)
             self._drain_handles()
             if options.name is not None and options.name in self._named:
                 raise UsageError(
@@ -295,6 +300,7 @@ class LocalEngine:
         holder: str | None,
     ) -> str:
         with self.changed:
+            self._check_open(holder)
             self._drain_handles()
             actor = self._actors.get(actor_id)
             if actor is None:
@@ -322,7 +328,7 @@ class LocalEngine:
     def store_blob(self, blob: Blob, holder: str | None) -> str:
         object_id = uuid.uuid4().hex
         with self.changed:
-            self._check_open()
+            self._check_open(holder)
             self._drain_handles()
             self.objects.create(object_id, "put", holder)
             self.objects.fulfil(object_id, blob)
@@ -371,6 +377,8 @@ class LocalEngine:
     def _drain_handles(self) -> None:
         """Apply what the driver's own handles did since the last call (lock held). Done before
         a worker's changes too: a pin the driver just took must count before a worker lets go."""
+        if self._closed:
+            return  # the handles' events may be a newer engine's by now: leave them to it
         while changes := self._counts.drain():
             self._apply_holds(DRIVER, changes)
 
@@ -422,16 +430,21 @@ class LocalEngine:
         state = self._job_state
         if self._prestart and state.settled:
             self._prestart = False
-            if state.context is not None and not self._pending:
+            if state.context is not None and not self._pending and not self._pending_free:
                 self.pool.give_back(self._start_worker(state))
 
     def _dispatch_tasks(self) -> None:
+        self._pending_free = self._dispatch_queue(self._pending_free, stop_when_full=False)
+        self._pending = self._dispatch_queue(self._pending, stop_when_full=True)
+
+    def _dispatch_queue(self, queue: deque[Task], stop_when_full: bool) -> deque[Task]:
+        """Start what can start; the tasks that still wait, in order."""
         waiting: deque[Task] = deque()
-        while self._pending:
-            if self.cpus.exhausted():  # nothing more can start: keep the rest as it is
-                waiting.extend(self._pending)
+        while queue:
+            if stop_when_full and self.cpus.exhausted():  # nothing more can start
+                waiting.extend(queue)
                 break
-            task = self._pending.popleft()
+            task = queue.popleft()
             try:
                 started = self._try_dispatch(task)
             except Exception as error:  # e.g. the env's interpreter cannot start
@@ -439,7 +452,10 @@ class LocalEngine:
                 continue
             if not started:
                 waiting.append(task)
-        self._pending = waiting
+        return waiting
+
+    def _queue_of(self, task: Task) -> deque[Task]:
+        return self._pending if task.num_cpus > 0 else self._pending_free
 
     def _try_dispatch(self, task: Task) -> bool:
         """Start ``task`` now if it can; True when it was started or failed for good."""
@@ -473,6 +489,9 @@ class LocalEngine:
         """Send the actor its next call; False when it has to wait."""
         task = actor.queue[0]
         failure = self._failed_dependency(task)
+        if failure is not None and task.kind is messages.CreateActor:
+            self._actor_died(actor, f"an argument of its constructor failed: {describe(failure)}")
+            return False
         if failure is not None:
             actor.queue.popleft()
             self._fail_task(task, failure)
@@ -499,7 +518,12 @@ class LocalEngine:
         function = task.function
         if function is not None and function.id not in worker.defined:
             worker.send(messages.Define(function.id, function.pickled))
-            worker.defined.add(function.id)
+            worker.defined[function.id] = None
+            if len(worker.defined) > WORKER_FUNCTIONS:  # a long-lived worker must not grow
+                forgotten, _ = worker.defined.popitem(last=False)
+                worker.send(messages.Forget(forgotten))
+        elif function is not None:
+            worker.defined.move_to_end(function.id)
         resolved = {i: self.objects.get(i).blob for i in task.needs}
         return worker.send(task.message(resolved))
 
@@ -557,7 +581,11 @@ class LocalEngine:
             case messages.Request():
                 # A nested get may wait for long: each request gets its own thread, so any
                 # depth of nesting can wait at once without starving the others.
-                threading.Thread(target=answer, args=(self, worker, message), daemon=True).start()
+                with self.changed:  # the task it runs: the one that waits, whatever thread asks
+                    task_id = worker.task.id if worker.task is not None else None
+                thread = threading.Thread(target=answer, args=(self, worker, message, task_id))
+                thread.daemon = True
+                thread.start()
             case messages.Holds(changes):
                 with self.changed:
                     self._worker_holds(worker.worker_id, changes)
@@ -584,8 +612,8 @@ class LocalEngine:
             return
         self.cpus.give(task.id)
         self._finish(task)
-        worker.calls += 1
-        if task.max_calls is not None and worker.calls >= task.max_calls:
+        calls = worker.calls[task.function_id] = worker.calls.get(task.function_id, 0) + 1
+        if task.max_calls is not None and calls >= task.max_calls:  # per function, as Ray
             self.pool.retire(worker)
         elif not self._closed:
             self.pool.give_back(worker)
@@ -628,7 +656,7 @@ class LocalEngine:
         self.cpus.give(task.id)
         if task.retries_left > 0:
             task.retries_left -= 1
-            self._pending.appendleft(task)
+            self._queue_of(task).appendleft(task)
             return
         self._fail_task(
             task,
@@ -659,11 +687,15 @@ class LocalEngine:
     def _forget_actor(self, actor: Actor) -> None:
         self._actors.pop(actor.id, None)
 
-    def _check_open(self) -> None:
+    def _check_open(self, holder: str | None = None) -> None:
+        """Refuse new work after shutdown, and from a worker that has exited (a request it sent
+        before dying may be answered after its exit was handled: it would hold for ever)."""
         if self._closed:
             raise RunenvError(
                 "runenv has been shut down", hint="call runenv.init() again to start it"
             )
+        if holder is not None and self.pool.find(holder) is None:
+            raise RunenvError(f"{holder} has exited", hint="its requests are not carried out")
 
 
 def _shut_down_error(where: str) -> RunenvError:

@@ -66,6 +66,9 @@ class ObjectTable:
         stored = self._objects.get(object_id)
         if stored is not None and not stored.ready:
             stored.failure = failure
+            if isinstance(failure, RemoteFailure) and failure.exception is not None:
+                # An exception may carry handles too (``raise Boom(ref)``).
+                stored.contained = [Pin(key) for key in failure.exception.refs]
 
     def hold(self, object_id: str, holder: str) -> None:
         stored = self._objects.get(object_id)

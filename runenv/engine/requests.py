@@ -17,21 +17,30 @@ from runenv.errors import RunenvError
 
 if TYPE_CHECKING:
     from runenv.engine.local import LocalEngine
-    from runenv.engine.tasks import Task
 
 
-def answer(engine: LocalEngine, worker: WorkerProcess, request: messages.Request) -> None:
-    """Carry out ``request`` for ``worker`` and send the reply (a thread's target)."""
+def answer(
+    engine: LocalEngine, worker: WorkerProcess, request: messages.Request, task_id: str | None
+) -> None:
+    """Carry out ``request`` for ``worker``, which runs task ``task_id``, and send the reply
+    (a thread's target)."""
     try:
-        reply = messages.Reply(request.request_id, True, _carry_out(engine, worker, request))
+        result = _carry_out(engine, worker, request, task_id)
+        reply = messages.Reply(request.request_id, True, result)
     except _FailedObject as failed:
         reply = messages.Reply(request.request_id, False, failed.failure)
     except Exception as error:
         reply = messages.Reply(request.request_id, False, error)
-    worker.send(reply)
+    try:
+        worker.send(reply)
+    except Exception as error:  # e.g. an error that does not pickle: the worker must not hang
+        failure = RunenvError(f"the driver could not send its answer: {error!r}")
+        worker.send(messages.Reply(request.request_id, False, failure))
 
 
-def _carry_out(engine: LocalEngine, worker: WorkerProcess, request: messages.Request) -> Any:
+def _carry_out(
+    engine: LocalEngine, worker: WorkerProcess, request: messages.Request, task_id: str | None
+) -> Any:
     me = worker.worker_id
     match request.call:
         case messages.SubmitTask(spec, args, kwargs, options):
@@ -43,14 +52,14 @@ def _carry_out(engine: LocalEngine, worker: WorkerProcess, request: messages.Req
         case messages.SubmitActorTask(actor_id, method, args, kwargs):
             return engine.add_actor_task(actor_id, method, args, kwargs, me)
         case messages.GetObjects(ids, timeout):
-            with _CpusReleased(engine, worker):
+            with _CpusReleased(engine, worker, task_id):
                 found = engine.wait_ready(ids, timeout)
             for item in found:
                 if item.failure is not None:
                     raise _FailedObject((item.failure, item.where))
             return [item.blob for item in found]
         case messages.WaitObjects(ids, num_returns, timeout):
-            with _CpusReleased(engine, worker):
+            with _CpusReleased(engine, worker, task_id):
                 return engine.wait(ids, num_returns, timeout)
         case messages.PutObject(blob):
             return engine.store_blob(blob, me)
@@ -67,24 +76,26 @@ def _caller_cwd(request: messages.Request) -> Path:
 
 
 class _CpusReleased:
-    """The CPUs of the task the worker runs, given back while it waits."""
+    """The CPUs of the task that made the request, lent while it waits."""
 
-    def __init__(self, engine: LocalEngine, worker: WorkerProcess) -> None:
+    def __init__(self, engine: LocalEngine, worker: WorkerProcess, task_id: str | None) -> None:
         self.engine = engine
         self.worker = worker
-        self.task: Task | None = worker.task
+        self.task_id = task_id
 
     def __enter__(self) -> None:
-        if self.task is not None:
-            with self.engine.changed:
-                self.engine.cpus.give(self.task.id)
-                self.engine.changed.notify_all()
+        with self.engine.changed:
+            task = self.worker.task
+            if task is None or task.id != self.task_id:  # an actor's call, or over already
+                self.task_id = None
+                return
+            self.engine.cpus.lend(task.id)
+            self.engine.changed.notify_all()
 
     def __exit__(self, *exc: object) -> None:
-        if self.task is not None:
+        if self.task_id is not None:
             with self.engine.changed:
-                if self.worker.task is self.task:  # still running it
-                    self.engine.cpus.take(self.task.id, self.task.num_cpus, force=True)
+                self.engine.cpus.take_back(self.task_id)
 
 
 class _FailedObject(Exception):

@@ -51,6 +51,10 @@ class Task:
         return cls(uuid.uuid4().hex, kind, where, env, args, kwargs, pins, needs, **fields)
 
     @property
+    def function_id(self) -> str:
+        return self.function.id if self.function is not None else ""
+
+    @property
     def counts_env_use(self) -> bool:
         """Plain tasks count as users of their env; an actor's calls use the actor's."""
         return self.kind is messages.RunTask
@@ -86,6 +90,13 @@ def exception_of(failure: RemoteFailure | RunenvError | None, where: str) -> Bas
     # A copy: raising the stored error would tie its traceback (and the frames holding the
     # caller's refs) to the object table.
     return copy.copy(failure)
+
+
+def describe(failure: RemoteFailure | RunenvError) -> str:
+    """A failure in one line: ``ValueError: no config``."""
+    if isinstance(failure, RemoteFailure):
+        return f"{failure.type_name}: {failure.message}"
+    return failure.message
 
 
 def setup_error(task: Task, error: RunenvError) -> RuntimeEnvSetupError:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,8 @@ class WorkerProcess:
     env: EnvState | None = None  # the env it runs in (one of its users)
     actor_id: str | None = None
     task: Any = None  # the task it runs now (not for actors)
-    defined: set[str] = field(default_factory=set)
-    calls: int = 0
+    defined: OrderedDict[str, None] = field(default_factory=OrderedDict)  # functions it has
+    calls: dict[str, int] = field(default_factory=dict)  # tasks run, by function
     idle_since: float = field(default_factory=time.monotonic)
     alive: bool = True
 

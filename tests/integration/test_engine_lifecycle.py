@@ -345,3 +345,131 @@ def test_a_job_env_that_timed_out_is_set_up_again_for_the_next_task(
     assert gated_index.requested.is_set()  # it was stuck downloading
     gated_index.gate.set()
     assert runenv.get(echo.remote(2)) == 2
+
+
+# --- found in review: each of these failed before its fix ---------------------------------
+
+
+class Carrier(Exception):
+    def __init__(self, ref: Any) -> None:
+        super().__init__("carries a ref")
+        self.ref = ref
+
+
+@runenv.remote(max_retries=0)
+def raise_with_ref() -> None:
+    raise Carrier(runenv.put("carried"))
+
+
+def test_a_ref_carried_by_an_exception_stays_alive() -> None:
+    runenv.init()
+    with pytest.raises(Carrier) as raised:
+        runenv.get(raise_with_ref.remote())
+    assert runenv.get(raised.value.cause.ref, timeout=30) == "carried"  # type: ignore[attr-defined]
+
+
+def test_requests_of_a_worker_that_exited_are_not_carried_out() -> None:
+    @runenv.remote(max_retries=0)
+    def flood_then_die() -> None:
+        def submit() -> None:
+            while True:
+                runenv.put(bytes(100))
+                echo.remote(1)
+                Holder.remote()
+
+        for _ in range(4):
+            threading.Thread(target=submit, daemon=True).start()
+        time.sleep(0.2)  # requests are in flight
+        os._exit(1)
+
+    runenv.init(num_cpus=2)
+    for _ in range(3):
+        with pytest.raises(runenv.WorkerCrashedError):
+            runenv.get(flood_then_die.remote())
+    eventually(tables_empty, "nothing is left held by the workers that died")
+
+
+def test_an_actor_whose_constructor_argument_failed_is_dead() -> None:
+    @runenv.remote(max_retries=0)
+    def no_config() -> None:
+        raise ValueError("no config")
+
+    runenv.init()
+    holder = Holder.remote(no_config.remote())
+    with pytest.raises(runenv.ActorDiedError, match="constructor failed: ValueError: no config"):
+        runenv.get(holder.pid.remote(), timeout=30)
+    assert engine().stats()["workers"] <= 1  # no worker was started for it (1: the prestarted)
+
+
+def test_a_task_waiting_in_two_nested_gets_gives_its_cpu_until_both_end() -> None:
+    @runenv.remote
+    def slow() -> int:
+        time.sleep(0.3)
+        return 1
+
+    @runenv.remote
+    def after(value: int) -> int:
+        return value + 1
+
+    @runenv.remote
+    def parent() -> dict[str, int]:
+        gate = slow.remote()
+        out: dict[str, int] = {}
+
+        def first() -> None:
+            out["a"] = runenv.get(gate)
+
+        def second() -> None:
+            out["b"] = runenv.get(after.remote(gate))  # runs only once slow is done
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return out
+
+    runenv.init(num_cpus=1)
+    for _ in range(5):
+        assert runenv.get(parent.remote(), timeout=60) == {"a": 1, "b": 2}
+
+
+def test_a_task_that_needs_no_cpu_runs_while_every_cpu_is_taken() -> None:
+    @runenv.remote
+    def busy(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @runenv.remote(num_cpus=0)
+    def light() -> str:
+        return "ran"
+
+    runenv.init(num_cpus=1)
+    blocker = busy.remote(60)
+    assert runenv.get(light.remote(), timeout=30) == "ran"
+    assert runenv.wait([blocker], timeout=0)[0] == []  # the CPU was taken all along
+
+
+def test_a_worker_keeps_a_bounded_number_of_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("runenv.engine.local.WORKER_FUNCTIONS", 3)
+
+    @runenv.remote
+    def loaded() -> int:
+        import gc
+
+        from runenv.core.worker import Worker
+
+        (worker,) = [item for item in gc.get_objects() if isinstance(item, Worker)]
+        return len(worker.functions)
+
+    runenv.init(num_cpus=1)
+    functions = [runenv.remote(lambda i=index: i) for index in range(6)]
+    assert [runenv.get(function.remote()) for function in functions] == list(range(6))
+    assert runenv.get(loaded.remote()) <= 3
+    assert all(len(worker.defined) <= 3 for worker in engine().pool)
+    assert runenv.get(functions[0].remote()) == 0  # forgotten, then sent again
+
+
+def test_put_of_a_ref_is_refused() -> None:
+    runenv.init()
+    with pytest.raises(TypeError, match="ObjectRef"):
+        runenv.put(runenv.put(1))
