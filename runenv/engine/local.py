@@ -108,13 +108,13 @@ class LocalEngine:
         options: CallOptions,
     ) -> str:
         packed_args, packed_kwargs = pack_arguments(args, kwargs)
-        return self.add_task(function, packed_args, packed_kwargs, options, None, Path.cwd())
+        return self.add_task(function, packed_args, packed_kwargs, options, None, None)
 
     def create_actor(
         self, cls: FunctionSpec, args: Sequence[Any], kwargs: dict[str, Any], options: CallOptions
     ) -> str:
         packed_args, packed_kwargs = pack_arguments(args, kwargs)
-        return self.add_actor(cls, packed_args, packed_kwargs, options, None, Path.cwd())
+        return self.add_actor(cls, packed_args, packed_kwargs, options, None, None)
 
     def submit_actor_task(
         self, actor_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any]
@@ -221,7 +221,7 @@ class LocalEngine:
         kwargs: dict[str, Any],
         options: CallOptions,
         parent: EnvState | None,
-        base_dir: Path,
+        base_dir: Path | None,  # what relative paths are relative to (None: our cwd)
         holder: str | None = None,
     ) -> str:
         num_cpus = 1.0 if options.num_cpus is None else float(options.num_cpus)
@@ -259,7 +259,7 @@ class LocalEngine:
         kwargs: dict[str, Any],
         options: CallOptions,
         parent: EnvState | None,
-        base_dir: Path,
+        base_dir: Path | None,  # what relative paths are relative to (None: our cwd)
         holder: str | None = None,
     ) -> str:
         env = self._child_env(options.runtime_env, parent, base_dir)
@@ -348,14 +348,14 @@ class LocalEngine:
         return known
 
     def _child_env(
-        self, requested: dict[str, Any] | None, parent: EnvState | None, base_dir: Path
+        self, requested: dict[str, Any] | None, parent: EnvState | None, base_dir: Path | None
     ) -> RuntimeEnv | None:
         parent_env = parent.env if parent is not None else self.job_env
         if not requested:
             return parent_env
         from runenv.spec import merge
 
-        child = _as_env(requested, base_dir)
+        child = _as_env(requested, base_dir or Path.cwd())
         env = merge(parent_env, child) if parent_env is not None else child
         return None if env.is_empty() else env
 
@@ -556,13 +556,18 @@ class LocalEngine:
         deadline = _deadline(timeout)
         with self.changed:
             self._drain_handles()
-            while not all(self.objects.get(i).ready for i in ids):
+            found = [self.objects.get(i) for i in ids]  # held by the caller: they stay
+            ready = 0  # found[:ready] are ready, and stay so: none is looked at twice
+            while True:
+                while ready < len(found) and found[ready].ready:
+                    ready += 1
+                if ready == len(found):
+                    return found
                 if _expired(deadline):
                     raise GetTimeoutError(
                         f"get timed out after {timeout} s", hint="raise the timeout, or use wait()"
                     )
                 self.changed.wait(_remaining(deadline))
-            return [self.objects.get(i) for i in ids]
 
     def _fail_task(self, task: Task, failure: Failure) -> None:
         self.objects.fail(task.id, failure)
