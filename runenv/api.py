@@ -76,9 +76,20 @@ def shutdown() -> None:
 
 
 def _start_engine(runtime_env: Any = None, num_cpus: int | None = None) -> Engine:
-    from runenv.engine.local import LocalEngine  # the driver side: not in workers
+    # The driver side (not in workers). The first worker starts before the engine's imports,
+    # so that its start-up overlaps them.
+    from runenv.engine.early import start_first_worker
 
-    return LocalEngine(runtime_env=runtime_env, num_cpus=num_cpus)
+    first = start_first_worker(runtime_env)
+    try:
+        from runenv.engine.local import LocalEngine
+
+        return LocalEngine(runtime_env=runtime_env, num_cpus=num_cpus, first=first)
+    except BaseException:
+        if first is not None:
+            first.discard()
+            first.lease.release()
+        raise
 
 
 def _running() -> Engine:

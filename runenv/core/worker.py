@@ -1,9 +1,9 @@
 """The worker process: runs tasks or one actor for the driver, and is a client of it.
 
-Started by the driver as ``python -c BOOTSTRAP <bootstrap dir> <socket fd>`` in the Context of
-its env. A reader thread takes messages from the driver; tasks run on the main thread in order
-(an actor with ``max_concurrency`` > 1 uses a pool). Calls to the API inside a task (nested
-``remote``, ``get``, ...) are requests to the driver, answered through the reader.
+Started by the driver as ``python -c BOOTSTRAP ...`` (:mod:`runenv.engine.workers`) in the
+Context of its env. A reader thread takes messages from the driver; tasks run on the main
+thread in order (an actor with ``max_concurrency`` > 1 uses a pool). Calls to the API inside a
+task (nested ``remote``, ``get``, ...) are requests to the driver, answered through the reader.
 """
 
 from __future__ import annotations
@@ -27,17 +27,6 @@ from runenv.core.serialization import Blob, RemoteFailure, to_blob
 from runenv.errors import ActorDiedError, RunenvError, UnknownFunctionError
 
 FLUSH_SECONDS = 0.5  # how often an idle worker tells the driver of handles it dropped
-
-# What the driver runs: ``-c BOOTSTRAP <front dir or ""> <back dir> <fd> <driver pid>``. In an
-# isolated env the front directory (runenv's worker side only) comes first, so no other
-# ``runenv`` (say, a source tree in the cwd) shadows it; the back one (cloudpickle) comes after
-# the env's own packages, so a cloudpickle the user pinned wins. The worker arms its death
-# signal before anything else (the launcher starts it without a helper: runenv.process).
-BOOTSTRAP = (
-    "import sys; sys.argv[1] and sys.path.insert(0, sys.argv[1]); sys.path.append(sys.argv[2]); "
-    "from runenv.core.lifetime import die_with_parent; die_with_parent(int(sys.argv[4])); "
-    "from runenv.core.worker import main; main(int(sys.argv[3]))"
-)
 
 
 def main(fd: int) -> None:
@@ -302,5 +291,5 @@ def pack_arguments(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[list[An
     return packed_args, packed_kwargs
 
 
-if __name__ == "__main__":  # pragma: no cover - started through BOOTSTRAP
+if __name__ == "__main__":  # pragma: no cover - started through the driver's BOOTSTRAP
     main(int(sys.argv[1]))

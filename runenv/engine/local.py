@@ -30,12 +30,13 @@ from runenv.core.serialization import Blob, to_blob
 from runenv.core.worker import pack_arguments
 from runenv.engine.actors import Actor
 from runenv.engine.cpus import CpuLedger
+from runenv.engine.early import FirstWorker
 from runenv.engine.envs import EnvRegistry, EnvState
 from runenv.engine.objects import DRIVER, Failure, ObjectTable, StoredObject
 from runenv.engine.pool import WorkerPool
 from runenv.engine.requests import answer
 from runenv.engine.tasks import Task, describe, exception_of, setup_error, start_error
-from runenv.engine.workers import WorkerProcess, bootstrap_directory, stop_workers
+from runenv.engine.workers import Spawned, WorkerProcess, bootstrap_directory, stop_workers
 from runenv.errors import (
     ActorDiedError,
     GetTimeoutError,
@@ -57,7 +58,9 @@ WORKER_FUNCTIONS = 256  # functions a worker keeps loaded; it is told to forget 
 class LocalEngine:
     """The driver-side engine behind ``runenv.init()``."""
 
-    def __init__(self, runtime_env: Any = None, num_cpus: int | None = None) -> None:
+    def __init__(
+        self, runtime_env: Any = None, num_cpus: int | None = None, first: FirstWorker | None = None
+    ) -> None:
         # A job's driver (run by `runenv job submit`) gets its job id and env from its
         # supervisor, as Ray hands them down: the job env is the parent of all its work.
         self.job_id = os.environ.get("RUNENV_JOB_ID") or uuid.uuid4().hex[:16]
@@ -71,8 +74,11 @@ class LocalEngine:
         self.objects = ObjectTable()
         self.cpus = CpuLedger(float(num_cpus or os.cpu_count() or 1))
         self.envs = EnvRegistry(self._notify, self._lock)
-        self._bootstrap_lease = None
-        bootstrap, self._bootstrap_lease = bootstrap_directory(ResourceCache())
+        if first is None:
+            bootstrap, self._bootstrap_lease = bootstrap_directory(ResourceCache())
+        else:  # started by the API before it imported the engine: see runenv.engine.early
+            bootstrap, self._bootstrap_lease = first.bootstrap, first.lease
+        self._first = first
         idle = settings.worker_idle_seconds()
         self.pool = WorkerPool(bootstrap, self._on_message, self._on_exit, idle, self.job_id)
         # Waiting tasks: those that need CPUs, and those that need none (they run even when
@@ -188,6 +194,8 @@ class LocalEngine:
             self.changed.notify_all()
         stop_workers(workers)
         self._scheduler.join()
+        if self._first is not None:
+            self._first.discard()  # never adopted
         with self._lock:
             self.envs.close()
             self._pending.clear()
@@ -428,7 +436,10 @@ class LocalEngine:
 
     def _prestart_worker(self) -> None:
         state = self._job_state
-        if self._prestart and state.settled:
+        if self._first is not None and self._first.spawned is not None:  # already running
+            spawned, self._first.spawned, self._prestart = self._first.spawned, None, False
+            self.pool.give_back(self._start_worker(state, spawned=spawned))
+        elif self._prestart and state.settled:
             self._prestart = False
             if state.context is not None and not self._pending and not self._pending_free:
                 self.pool.give_back(self._start_worker(state))
@@ -527,9 +538,11 @@ class LocalEngine:
         resolved = {i: self.objects.get(i).blob for i in task.needs}
         return worker.send(task.message(resolved))
 
-    def _start_worker(self, env: EnvState, actor: Actor | None = None) -> WorkerProcess:
+    def _start_worker(
+        self, env: EnvState, actor: Actor | None = None, spawned: Spawned | None = None
+    ) -> WorkerProcess:
         if actor is None:
-            worker = self.pool.start(env)
+            worker = self.pool.start(env, spawned=spawned)
         else:
             worker = self.pool.start(env, actor.id, actor.max_concurrency)
         env.users += 1  # the worker's own use, given back when it exits

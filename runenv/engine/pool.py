@@ -9,7 +9,13 @@ from pathlib import Path
 
 from runenv.core import messages
 from runenv.engine.envs import EnvState
-from runenv.engine.workers import ExitHandler, MessageHandler, WorkerProcess, start_worker
+from runenv.engine.workers import (
+    ExitHandler,
+    MessageHandler,
+    Spawned,
+    WorkerProcess,
+    start_worker,
+)
 
 
 class WorkerPool:
@@ -36,13 +42,18 @@ class WorkerPool:
         return iter(list(self._workers.values()))
 
     def start(
-        self, env: EnvState, actor_id: str | None = None, max_concurrency: int = 1
+        self,
+        env: EnvState,
+        actor_id: str | None = None,
+        max_concurrency: int = 1,
+        spawned: Spawned | None = None,
     ) -> WorkerProcess:
-        """A new worker in ``env``'s Context (for an actor when ``actor_id`` is given)."""
+        """A new worker in ``env``'s Context (for an actor when ``actor_id`` is given); the
+        process ``spawned`` already in that Context, if given."""
         assert env.context is not None
         worker_id = f"worker-{uuid.uuid4().hex[:8]}"
         worker = start_worker(
-            worker_id, env.context, self._bootstrap, self._on_message, self._on_exit
+            worker_id, env.context, self._bootstrap, self._on_message, self._on_exit, spawned
         )
         worker.env = env
         worker.actor_id = actor_id

@@ -20,14 +20,23 @@ import cloudpickle
 import runenv
 from runenv.cache import Lease, ResourceCache
 from runenv.context import Context, start_process
-from runenv.core.messages import Exit
 from runenv.core.protocol import Connection
-from runenv.core.worker import BOOTSTRAP
 from runenv.deadline import Deadline
 from runenv.digests import file_digest, key_of
 
 if TYPE_CHECKING:
     from runenv.engine.envs import EnvState
+
+# What the driver runs: ``-c BOOTSTRAP <front dir or ""> <back dir> <fd> <driver pid>``. In an
+# isolated env the front directory (runenv's worker side only) comes first, so no other
+# ``runenv`` (say, a source tree in the cwd) shadows it; the back one (cloudpickle) comes after
+# the env's own packages, so a cloudpickle the user pinned wins. The worker arms its death
+# signal before anything else (the launcher starts it without a helper: runenv.process).
+BOOTSTRAP = (
+    "import sys; sys.argv[1] and sys.path.insert(0, sys.argv[1]); sys.path.append(sys.argv[2]); "
+    "from runenv.core.lifetime import die_with_parent; die_with_parent(int(sys.argv[4])); "
+    "from runenv.core.worker import main; main(int(sys.argv[3]))"
+)
 
 # The modules a worker imports as ``runenv``, copied into the bootstrap directory.
 _WORKER_MODULES = (
@@ -80,6 +89,8 @@ class WorkerProcess:
 
 def stop_workers(workers: list[WorkerProcess], grace: float = 2.0) -> None:
     """Ask every worker to exit, then kill those still there after ``grace`` seconds."""
+    from runenv.core.messages import Exit
+
     for worker in workers:
         worker.alive = False
         worker.send(Exit())
@@ -93,14 +104,11 @@ def stop_workers(workers: list[WorkerProcess], grace: float = 2.0) -> None:
         worker.connection.close()
 
 
-def start_worker(
-    worker_id: str,
-    context: Context,
-    bootstrap: Path,
-    on_message: MessageHandler,
-    on_exit: ExitHandler,
-) -> WorkerProcess:
-    """Start a worker in ``context``; ``on_message``/``on_exit`` run on its reader thread."""
+Spawned = tuple[subprocess.Popen[bytes], Connection]
+
+
+def spawn(context: Context, bootstrap: Path) -> Spawned:
+    """Start a worker process in ``context``; the driver's end of its socket."""
     ours, theirs = socket.socketpair()
     isolated = context.python_executable != sys.executable  # a venv or conda env of its own
     front = str(bootstrap / "front") if isolated else ""
@@ -112,9 +120,33 @@ def start_worker(
             pass_fds=(theirs.fileno(),),
             arms_itself=True,  # BOOTSTRAP arms the death signal, with our pid to check
         )
+    except BaseException:
+        ours.close()
+        raise
     finally:
         theirs.close()
-    worker = WorkerProcess(worker_id, context.env_key, process, Connection(ours))
+    return process, Connection(ours)
+
+
+def kill_spawned(spawned: Spawned) -> None:
+    process, connection = spawned
+    process.kill()
+    process.wait()
+    connection.close()
+
+
+def start_worker(
+    worker_id: str,
+    context: Context,
+    bootstrap: Path,
+    on_message: MessageHandler,
+    on_exit: ExitHandler,
+    spawned: Spawned | None = None,
+) -> WorkerProcess:
+    """A worker in ``context`` (the process ``spawned`` already, if given); ``on_message`` and
+    ``on_exit`` run on its reader thread."""
+    process, connection = spawned or spawn(context, bootstrap)
+    worker = WorkerProcess(worker_id, context.env_key, process, connection)
     reader = threading.Thread(
         target=_read, args=(worker, on_message, on_exit), name=f"runenv-{worker_id}", daemon=True
     )

@@ -324,6 +324,17 @@ def test_init_shutdown_cycles_leave_nothing_behind(tmp_path: Path, home: Path) -
     assert in_use == []
 
 
+def test_the_first_worker_starts_with_the_engine_and_stops_with_it() -> None:
+    me = psutil.Process()
+    for _ in range(20):
+        runenv.init()
+        assert _children(me)  # started before init returned: the first task need not wait
+        runenv.shutdown()  # at once: the first worker may not even be adopted yet
+        assert not _children(me)
+    runenv.init()
+    assert runenv.get(echo.remote("first")) == "first"
+
+
 def _children(process: psutil.Process) -> list[psutil.Process]:
     return [
         child
