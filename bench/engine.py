@@ -199,8 +199,8 @@ def main() -> None:
 
 
 def _ratio(name: str, ours: float, theirs: float | None) -> str:
-    if theirs is None or ours == 0 or theirs == 0:
-        return ""
+    if theirs is None or ours <= 0 or theirs <= 0 or "growth" in name:
+        return ""  # a growth may be negative (noise): compare the numbers themselves
     higher_is_better = name.endswith("/s batched") or name.endswith("/s sequential")
     ratio = ours / theirs if higher_is_better else theirs / ours
     return f"runenv {ratio:.1f}x {'the throughput' if higher_is_better else 'better'}"
