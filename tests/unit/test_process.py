@@ -242,12 +242,14 @@ def test_spawn_detached_is_nobodys_child_and_does_not_wait(tmp_path: Path) -> No
     children_before = children()
     with open(tmp_path / "output", "wb") as output:
         spawned = process.spawn_detached(["/bin/sh", "-c", script], output=output)
-    assert children() == children_before  # the shell in between is gone and reaped
-    wait_for(report.exists, "the detached process never ran")
-    parent, pid = (int(word) for word in report.read_text().split())
-    assert pid == spawned and parent != os.getpid() and not gone(pid)
-    assert os.getsid(pid) != os.getsid(0)  # a session of its own
-    release.touch()
+    try:
+        assert children() == children_before  # the shell in between is gone and reaped
+        wait_for(report.exists, "the detached process never ran")
+        parent, pid = (int(word) for word in report.read_text().split())
+        assert pid == spawned and parent != os.getpid() and not gone(pid)
+        assert os.getsid(pid) != os.getsid(0)  # a session of its own
+    finally:
+        release.touch()  # it ends even when an assertion failed: nobody else would end it
     wait_for(lambda: gone(pid), "the detached process never ended")
     assert (tmp_path / "output").read_text() == "out\nerr\n"
 
