@@ -87,7 +87,12 @@ def _as_instance_of(cause: BaseException, message: str) -> TaskError | None:
         combined = type(
             f"TaskError({cause_type.__name__})",
             (TaskError, cause_type),
-            {"__init__": _init_combined, "__str__": _str_combined, "__reduce__": _reduce},
+            {
+                "__init__": _init_combined,
+                "__str__": _str_combined,
+                "__reduce__": _reduce,
+                "__getattr__": _cause_attribute,
+            },
         )
         error: Any = BaseException.__new__(combined)
     except TypeError:  # a type that cannot be subclassed or built this way
@@ -100,6 +105,14 @@ def _as_instance_of(cause: BaseException, message: str) -> TaskError | None:
 
 def _init_combined(self: Any, *args: Any) -> None:
     return None
+
+
+def _cause_attribute(self: Any, name: str) -> Any:
+    """Attributes the cause has (``error.code``, ``error.ref``) read through, as on the cause."""
+    cause = self.__dict__.get("cause")
+    if cause is None or name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(cause, name)
 
 
 def _str_combined(self: Any) -> str:
