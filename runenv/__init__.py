@@ -13,6 +13,8 @@ from runenv.errors import (
     StorageError,
     TaskError,
     UnsafeArchiveError,
+    UsageError,
+    UsageTypeError,
     WorkerCrashedError,
 )
 
@@ -96,6 +98,8 @@ __all__ = [
     "StorageError",
     "TaskError",
     "UnsafeArchiveError",
+    "UsageError",
+    "UsageTypeError",
     "WorkerCrashedError",
     "__version__",
     "get",
