@@ -8,6 +8,10 @@ from pathlib import Path
 from runenv.errors import RunenvError
 
 DEFAULT_MAX_PACKAGE_MB = 100
+# How a job's supervisor hands its driver the job id and env (runenv.init() makes that env the
+# parent of all the job's work, as Ray does).
+JOB_ID_VARIABLE = "RUNENV_JOB_ID"
+JOB_ENV_VARIABLE = "RUNENV_JOB_RUNTIME_ENV"
 
 
 def runenv_home() -> Path:

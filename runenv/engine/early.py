@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runenv import settings
 from runenv.cache import Lease, ResourceCache
 from runenv.engine.envs import host_context
 from runenv.engine.workers import Spawned, bootstrap_directory, kill_spawned, spawn
-
-JOB_ENV_VARIABLE = "RUNENV_JOB_RUNTIME_ENV"  # a job's env, handed to its driver
 
 
 @dataclass
@@ -36,7 +35,7 @@ class FirstWorker:
 def start_first_worker(runtime_env: Any) -> FirstWorker | None:
     """The bootstrap directory and a worker of the empty env, or None when the job env is not
     empty (its worker starts once the env is set up)."""
-    if runtime_env or os.environ.get(JOB_ENV_VARIABLE):
+    if runtime_env or os.environ.get(settings.JOB_ENV_VARIABLE):
         return None
     bootstrap, lease = bootstrap_directory(ResourceCache())
     try:

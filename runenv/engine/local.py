@@ -63,8 +63,8 @@ class LocalEngine:
     ) -> None:
         # A job's driver (run by `runenv job submit`) gets its job id and env from its
         # supervisor, as Ray hands them down: the job env is the parent of all its work.
-        self.job_id = os.environ.get("RUNENV_JOB_ID") or uuid.uuid4().hex[:16]
-        inherited = os.environ.get("RUNENV_JOB_RUNTIME_ENV")
+        self.job_id = os.environ.get(settings.JOB_ID_VARIABLE) or uuid.uuid4().hex[:16]
+        inherited = os.environ.get(settings.JOB_ENV_VARIABLE)
         if runtime_env is None and inherited:
             runtime_env = json.loads(inherited)
         self.job_env = _as_env(runtime_env, Path.cwd()) if runtime_env else None

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING
 
-from runenv import process
+from runenv import process, settings
 from runenv.errors import RunenvError
 from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 from runenv.jobs.store import JobStore, jobs_home
@@ -28,8 +28,6 @@ from runenv.jobs.store import JobStore, jobs_home
 STOP_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.05
 # How a job's driver learns its job id and env (runenv.init() makes that env the parent).
-JOB_ID_VARIABLE = "RUNENV_JOB_ID"
-JOB_ENV_VARIABLE = "RUNENV_JOB_RUNTIME_ENV"
 
 # What only the supervisor's own process uses loads there: `spawn` is imported by submitters.
 if TYPE_CHECKING:
@@ -167,7 +165,10 @@ class Supervisor:
 
         from runenv.context import start_process
 
-        job_env = {JOB_ID_VARIABLE: self.id, JOB_ENV_VARIABLE: json.dumps(info.runtime_env)}
+        job_env = {
+            settings.JOB_ID_VARIABLE: self.id,
+            settings.JOB_ENV_VARIABLE: json.dumps(info.runtime_env),
+        }
         self.process = start_process(  # in its own process group: a stop reaches all of it
             context.with_changes(env_vars={**context.env_vars, **job_env}),
             ["/bin/sh", "-c", info.entrypoint],
