@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runenv import settings
+from runenv import locks, settings
 from runenv.errors import RunenvError
 from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 
@@ -26,6 +26,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     record TEXT NOT NULL
 )
 """
+
+
+_BUSY_SECONDS = 30.0  # how long a statement waits for another connection's lock
+_RETRY_SECONDS = 0.01
 
 
 class DuplicateJobError(RunenvError):
@@ -44,6 +48,23 @@ class JobStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or jobs_home() / "jobs.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self._create()
+
+    def _create(self) -> None:
+        """Make the file in WAL mode once, one process at a time: switching a file that others
+        already use to WAL waits for every reader to go, which a burst of processes starting
+        at once (submissions, their supervisors) may never allow in time."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            lock = locks.exclusive(lock_path, _BUSY_SECONDS)
+        except locks.LockTimeout:
+            raise RunenvError(
+                f"the job store {self.path} is being created by another process for too long",
+                hint=f"look for a stuck runenv process holding {lock_path}",
+            ) from None
+        with lock, self._connection():
+            pass
 
     def insert(self, info: JobInfo) -> None:
         check_submission_id(info.submission_id)
@@ -114,14 +135,32 @@ class JobStore:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        connection = sqlite3.connect(self.path, timeout=_BUSY_SECONDS, isolation_level=None)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA busy_timeout=30000")
-            connection.execute(_SCHEMA)
+            _prepare(connection)
             yield connection
         finally:
             connection.close()
+
+
+def _prepare(connection: sqlite3.Connection) -> None:
+    """WAL mode (kept in the file: set once) and the schema.
+
+    Changing the journal mode answers "database is locked" at once, without the busy timeout,
+    while other connections use the file — as a burst of submissions and their supervisors do —
+    so it is set only when missing, and retried.
+    """
+    deadline = time.monotonic() + _BUSY_SECONDS
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(_SCHEMA)
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(_RETRY_SECONDS)
 
 
 def _loads(text: str) -> dict[str, Any]:
