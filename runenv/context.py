@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runenv import process
+from runenv.environ import compose
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,13 @@ class Context:
 
     def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The full environment of a process started in this context."""
-        env = dict(os.environ if base is None else base)
-        for name in self.unset_vars:
-            env.pop(name, None)
-        if self.pythonpath:
-            env["PYTHONPATH"] = _prepend(self.pythonpath, env.get("PYTHONPATH"))
-        if self.path:
-            env["PATH"] = _prepend(self.path, env.get("PATH"))
-        env.update(self.env_vars)
-        return env
+        return compose(
+            os.environ if base is None else base,
+            self.unset_vars,
+            self.pythonpath,
+            self.path,
+            self.env_vars,
+        )
 
 
 def start_process(
@@ -81,7 +80,3 @@ def start_process(
         stdout=stdout,
         stderr=stderr,
     )
-
-
-def _prepend(entries: Sequence[str], existing: str | None) -> str:
-    return os.pathsep.join([*entries, *([existing] if existing else [])])

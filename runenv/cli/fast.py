@@ -254,17 +254,17 @@ def lease(entries: Sequence[Sequence[str]]) -> list[int] | None:
 
 def environment(context: Mapping[str, object], base: Mapping[str, str]) -> dict[str, str]:
     """The environment of a process started in a recorded context (as Context.environment)."""
-    env = dict(base)
-    for name in _strings(context["unset_vars"]):
-        env.pop(name, None)
-    for name, entries in (("PYTHONPATH", context["pythonpath"]), ("PATH", context["path"])):
-        prefix = _strings(entries)
-        if prefix:
-            env[name] = os.pathsep.join([*prefix, *([env[name]] if env.get(name) else [])])
+    from runenv.environ import compose
+
     env_vars = context["env_vars"]
     assert isinstance(env_vars, dict)
-    env.update(env_vars)
-    return env
+    return compose(
+        base,
+        _strings(context["unset_vars"]),
+        _strings(context["pythonpath"]),
+        _strings(context["path"]),
+        env_vars,
+    )
 
 
 def run_command(
