@@ -38,6 +38,15 @@ _REQUEST_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<
 _ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours non-2xx lines, even in files
 
 
+# A Python child that says "ready", then waits, and exits 42 on SIGTERM: signal forwarding.
+SIGTERM_EXITS_42 = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as probe:

@@ -17,9 +17,6 @@ class CpuLedger:
     def free(self) -> float:
         return self.total - self._used
 
-    def holds(self, holder: str) -> bool:
-        return holder in self._held
-
     def take(self, holder: str, cpus: float, *, force: bool = False) -> bool:
         """Take ``cpus`` for ``holder`` if they are free (or anyway, with ``force``: a task
         coming back from a nested ``get`` must not wait behind the work it waited for)."""

@@ -100,10 +100,6 @@ class ObjectTable:
             if not stored.ready:
                 stored.failure = failure(stored.where)
 
-    def clear(self) -> None:
-        self._objects.clear()
-        self._held_by.clear()
-
 
 def stale_ref_error() -> RunenvError:
     return RunenvError(

@@ -80,9 +80,6 @@ class WorkerPool:
         worker.idle_since = time.monotonic()
         self._idle.setdefault(_pool_key(worker), []).append(worker)
 
-    def has_idle(self, env: EnvState) -> bool:
-        return any(worker.alive for worker in self._idle.get(env.key, ()))
-
     def retire(self, worker: WorkerProcess) -> None:
         """Ask it to exit; its exit is then handled like any other (:meth:`forget`)."""
         if worker.alive:

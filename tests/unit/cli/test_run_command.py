@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SIGTERM_EXITS_42
 from wheels import build_wheel
 
 RUNENV = [sys.executable, "-m", "runenv"]
@@ -112,12 +113,7 @@ def test_bad_flags_are_errors(environ: dict[str, str]) -> None:
 
 
 def test_signals_are_forwarded(environ: dict[str, str]) -> None:
-    child = (
-        "import signal, sys, time\n"
-        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
-    )
+    child = SIGTERM_EXITS_42
     process = subprocess.Popen(
         [*RUNENV, "run", "-q", "--", "python", "-c", child],
         stdout=subprocess.PIPE,

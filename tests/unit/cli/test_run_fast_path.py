@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import SIGTERM_EXITS_42
 
 RUNENV = [sys.executable, "-m", "runenv"]
 RACY_WINDOW_S = 2.0  # runenv.packaging.hashes.RACY_WINDOW_NS
@@ -226,12 +227,7 @@ def test_inputs_changed_just_now_are_not_recorded(environ: dict[str, str], proje
 
 def test_signals_reach_the_command_on_the_fast_path(environ: dict[str, str], project: Path) -> None:
     warm(environ, project)
-    child = (
-        "import signal, sys, time\n"
-        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42))\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
-    )
+    child = SIGTERM_EXITS_42
     process = subprocess.Popen(
         [*RUNENV, "run", "--runtime-env", "../env.json", "--working-dir", ".", "--",
          "python", "-c", child],
