@@ -155,6 +155,7 @@ class LocalEngine:
 
     def get_actor(self, name: str) -> ActorHandle:
         with self._lock:
+            self._drain_handles()  # as every call does: what the driver let go counts first
             actor_id = self._named.get(name)
             if actor_id is None:
                 raise UsageError(

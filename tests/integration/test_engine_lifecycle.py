@@ -309,6 +309,7 @@ def test_init_shutdown_cycles_leave_nothing_behind(tmp_path: Path, home: Path) -
         return Path("data.txt").read_text()
 
     me = psutil.Process()
+    before = _children(me)  # the session's servers may be children too
     runenv.init(runtime_env=env)  # the first cycle builds the env
     assert runenv.get(read.remote()) == "from the working dir"
     runenv.shutdown()
@@ -317,7 +318,7 @@ def test_init_shutdown_cycles_leave_nothing_behind(tmp_path: Path, home: Path) -
         runenv.init(runtime_env=env)
         assert runenv.get(read.remote()) == "from the working dir"
         runenv.shutdown()
-    eventually(lambda: not _children(me), "no worker process is left")
+    eventually(lambda: _children(me) == before, "no worker process is left")
     eventually(lambda: threading.active_count() <= baseline[1], "no thread is left")
     assert me.num_fds() <= baseline[0]
     in_use = [entry.key for entry in ResourceCache().entries() if entry.in_use]
@@ -326,21 +327,22 @@ def test_init_shutdown_cycles_leave_nothing_behind(tmp_path: Path, home: Path) -
 
 def test_the_first_worker_starts_with_the_engine_and_stops_with_it() -> None:
     me = psutil.Process()
+    before = _children(me)  # the session's servers may be children too
     for _ in range(20):
         runenv.init()
-        assert _children(me)  # started before init returned: the first task need not wait
+        assert len(_children(me)) == len(before) + 1  # started before init returned
         runenv.shutdown()  # at once: the first worker may not even be adopted yet
-        assert not _children(me)
+        assert _children(me) == before
     runenv.init()
     assert runenv.get(echo.remote("first")) == "first"
 
 
-def _children(process: psutil.Process) -> list[psutil.Process]:
-    return [
-        child
+def _children(process: psutil.Process) -> set[int]:
+    return {
+        child.pid
         for child in process.children(recursive=True)
         if child.status() != psutil.STATUS_ZOMBIE
-    ]
+    }
 
 
 def test_a_job_env_that_timed_out_is_set_up_again_for_the_next_task(
