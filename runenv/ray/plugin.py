@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from typing import Any
+
+from ray._private.runtime_env.plugin import RuntimeEnvPlugin
+
+
+class RunenvPlugin(RuntimeEnvPlugin):  # type: ignore[misc]
+    name = "runenv"
+    priority = 90
+
+    @staticmethod
+    def validate(runtime_env_dict: dict[str, Any]) -> None:
+        return None
+
+    def get_uris(self, runtime_env: Any) -> list[str]:
+        return []
+
+    async def create(self, uri: str | None, runtime_env: Any, context: Any, logger: Any) -> float:
+        return 0
+
+    def modify_context(self, uris: list[str], runtime_env: Any, context: Any, logger: Any) -> None:
+        context.env_vars["RUNENV_ACTIVE"] = "1"

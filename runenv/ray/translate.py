@@ -1,0 +1,108 @@
+"""A prepared runenv env as a Ray ``runtime_env`` dict, in the two modes.
+
+*Plugin mode*: the env travels whole in the ``runenv`` field, which runenv's plugin on each node
+materializes in the node's own cache. *Stock mode*: it is spelled in Ray's own fields (the
+locked pins in ``pip``/``uv``, code as URIs, ``env_vars``) for a cluster without the plugin.
+
+Either way, code that went to Ray's own package store (``gcs://_ray_pkg_…`` URIs, used when the
+env has no ``upload_path``) is handed to Ray's ``working_dir``/``py_modules`` fields, since only
+Ray can read its store; ``config.setup_timeout_seconds`` is given to Ray too, so its agent
+enforces the same limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from runenv.spec import RuntimeEnv
+from runenv.spec.python_packages import install_options_key
+
+PLUGIN_FIELD = "runenv"
+# Set by the plugin in every process it prepares, to the env's key: a worker whose variable
+# does not match ran somewhere the plugin did not act (a node without it).
+ACTIVE_VARIABLE = "RUNENV_ACTIVE"
+RAY_PACKAGE_PREFIX = "gcs://_ray_pkg_"
+PLUGIN_CLASS = "runenv.ray.plugin.RunenvPlugin"
+PLUGIN_PRIORITY = 90  # above Ray's built-in pip/uv/py_executable handling (10)
+
+Mode = Literal["plugin", "stock"]
+
+
+def plugins_variable_value() -> str:
+    """The value of ``RAY_RUNTIME_ENV_PLUGINS`` that registers runenv's plugin on a node."""
+    import json
+
+    return json.dumps([{"class": PLUGIN_CLASS, "priority": PLUGIN_PRIORITY}])
+
+
+def is_ray_package(uri: str) -> bool:
+    return uri.startswith(RAY_PACKAGE_PREFIX)
+
+
+def to_ray(prepared: RuntimeEnv, mode: Mode) -> dict[str, Any]:
+    """The Ray ``runtime_env`` dict for a prepared (portable, locked) env."""
+    if prepared.is_empty():
+        return {}
+    return plugin_env(prepared) if mode == "plugin" else stock_env(prepared)
+
+
+def plugin_env(prepared: RuntimeEnv) -> dict[str, Any]:
+    data = prepared.to_dict()
+    ray: dict[str, Any] = {}
+    working_dir = data.get("working_dir")
+    if working_dir and is_ray_package(working_dir):
+        ray["working_dir"] = data.pop("working_dir")
+    modules = data.get("py_modules", [])
+    if any(is_ray_package(module) for module in modules):
+        ray["py_modules"] = [module for module in modules if is_ray_package(module)]
+        data["py_modules"] = [module for module in modules if not is_ray_package(module)]
+        if not data["py_modules"]:
+            del data["py_modules"]
+    data.pop("upload_path", None)
+    ray[PLUGIN_FIELD] = data
+    return {**ray, **_ray_config(prepared)}
+
+
+def stock_env(prepared: RuntimeEnv) -> dict[str, Any]:
+    """Ray's own fields: the same versions on every node, without runenv on the nodes' side."""
+    from runenv.errors import UsageError
+
+    if prepared.conda is not None:
+        raise UsageError(
+            "a conda env cannot run on a Ray cluster without runenv's plugin",
+            hint="start the nodes with `runenv ray start` (see docs/ray.md)",
+        )
+    ray: dict[str, Any] = {}
+    if prepared.working_dir:
+        ray["working_dir"] = prepared.working_dir
+    if prepared.py_modules:
+        ray["py_modules"] = list(prepared.py_modules)
+    packages = prepared.python_packages
+    if packages is not None:
+        pins = list(packages.lock.requirements if packages.lock else packages.packages)
+        field: dict[str, Any] = {"packages": pins}
+        if packages.install_options:
+            field[install_options_key(packages.tool)] = list(packages.install_options)
+        ray[packages.tool] = field
+    env_vars = prepared.env_vars
+    if env_vars:
+        ray["env_vars"] = env_vars
+    return {**ray, **_ray_config(prepared)}
+
+
+def _ray_config(prepared: RuntimeEnv) -> dict[str, Any]:
+    seconds = prepared.config.setup_timeout_seconds
+    return {"config": {"setup_timeout_seconds": seconds}}
+
+
+def from_ray(runtime_env: dict[str, Any] | None) -> RuntimeEnv | None:
+    """The runenv env a Ray runtime_env carries in plugin mode (None if it carries none)."""
+    if not runtime_env or PLUGIN_FIELD not in runtime_env:
+        return None
+    data = dict(runtime_env[PLUGIN_FIELD])
+    if "working_dir" in runtime_env and "working_dir" not in data:
+        data["working_dir"] = runtime_env["working_dir"]
+    ray_modules = runtime_env.get("py_modules") or []
+    if ray_modules:
+        data["py_modules"] = [*data.get("py_modules", []), *ray_modules]
+    return RuntimeEnv._from_canonical(data)
