@@ -219,6 +219,7 @@ def test_stock_cluster_gets_rays_own_fields_with_the_locked_pins(
     build_wheel(wheels, "runenv-demo-a", "3.0")  # after the lock: never installed
     version, python = runenv.get(demo_version_and_python.remote(), timeout=300)
     assert version == "2.0"
+    assert "runtime_resources" in python  # Ray's own pip env, built by Ray on the node
     assert runenv.get(suite.read_file.remote("data.txt")) == "stock"
     assert runenv.get(where.remote("A"))["A"] == "job"
     assert capfd.readouterr().err.count("stock mode") == 1  # said once
