@@ -113,7 +113,11 @@ class RayCluster:
 
     def start(self) -> RayCluster:
         for node in self.nodes:
-            self._start_node(node)
+            try:
+                self._start_node(node)
+            except RuntimeError:  # a loaded machine can miss Ray's start-up deadlines: once more
+                self.stop_node(node)
+                self._start_node(node)
         self.wait_for_nodes(len(self.nodes))
         return self
 
