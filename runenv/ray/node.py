@@ -171,7 +171,7 @@ def worker_start(
     return WorkerStart(shlex.quote(context.python_executable), env_vars, prefix)
 
 
-def describe(node_env: NodeEnv, ray_log_hint: str = "") -> list[str]:
+def describe(node_env: NodeEnv) -> list[str]:
     """Log lines saying where the env was built and with which versions."""
     context = node_env.context
     verb = "built" if node_env.built else "reused from the node's cache"
@@ -188,7 +188,7 @@ def describe(node_env: NodeEnv, ray_log_hint: str = "") -> list[str]:
     if node_env.overlay is not None:
         lines.append(f"runenv: Ray and its requirements from the overlay {node_env.overlay.site}")
     if context.setup_log is not None:
-        lines.append(f"runenv: setup log {context.setup_log}{ray_log_hint}")
+        lines.append(f"runenv: setup log {context.setup_log}")
     return lines
 
 

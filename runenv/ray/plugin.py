@@ -29,8 +29,6 @@ from runenv.errors import EnvSetupError, RunenvError
 from runenv.ray import node
 from runenv.ray.translate import PLUGIN_FIELD, PLUGIN_PRIORITY
 
-RAY_SETUP_LOG = " (Ray's log of this setup: runtime_env_setup-<job id>.log in the session's logs)"
-
 
 class RunenvPlugin(RuntimeEnvPlugin):
     name = PLUGIN_FIELD
@@ -61,8 +59,10 @@ class RunenvPlugin(RuntimeEnvPlugin):
         try:
             ready = await asyncio.to_thread(node.build, env, report)
         except RunenvError as error:
-            raise _setup_error(env.key, error) from None
-        for line in node.describe(ready, RAY_SETUP_LOG):
+            failure = _setup_error(env.key, error)
+            logger.error("%s", failure)
+            raise failure from None
+        for line in node.describe(ready):
             logger.info(line)
         uri = uri or node.uri_of(env.key)
         previous = self._ready.pop(uri, None)

@@ -19,7 +19,7 @@ from wheels import build_wheel
 
 from runenv.materialize import prepare
 from runenv.ray.node import field_key
-from runenv.ray.translate import ACTIVE_VARIABLE, plugins_variable_value, to_ray
+from runenv.ray.translate import plugins_variable_value, to_ray
 from runenv.spec import RuntimeEnv
 
 ray = pytest.importorskip("ray")
@@ -135,6 +135,17 @@ def test_each_node_builds_the_locked_env_in_its_own_cache(
         seen = run_probe(runtime_env, node)
         assert seen["version"] == "1.0"
         assert_in_env(seen, node, runtime_env)
+
+
+def test_the_plugin_wins_over_rays_py_executable(
+    cluster: RayCluster, driver: Callable[[], None], wheels: Path
+) -> None:
+    """As when Ray's `uv run` hook sets py_executable: the env's interpreter is used anyway."""
+    runtime_env = plugin_env(pip_env(wheels, "1.0"))
+    node = cluster.nodes[0]
+    seen = run_probe({**runtime_env, "py_executable": "/nonexistent/python"}, node)
+    assert seen["version"] == "1.0"
+    assert_in_env(seen, node, runtime_env)
 
 
 def test_an_actor_runs_in_the_env(
@@ -258,5 +269,3 @@ def _setup_log_lines(node: Node, needle: str) -> list[str]:
     for log in logs.glob("runtime_env_setup-*.log"):
         lines += [line for line in log.read_text().splitlines() if needle in line]
     return lines
-
-
