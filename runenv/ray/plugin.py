@@ -28,6 +28,7 @@ from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 from runenv.errors import EnvSetupError, RunenvError
 from runenv.ray import node
 from runenv.ray.translate import PLUGIN_FIELD, PLUGIN_PRIORITY
+from runenv.spec import RuntimeEnv
 
 
 class RunenvPlugin(RuntimeEnvPlugin):
@@ -37,6 +38,9 @@ class RunenvPlugin(RuntimeEnvPlugin):
     def __init__(self) -> None:
         self._ready: dict[str, node.NodeEnv] = {}  # URI -> the env, its leases held
         self._sizes: dict[str, int] = {}  # URI -> the bytes reported to Ray's URI cache
+        # URI -> its build in progress: setups of the same env at once (a job's supervisor and
+        # its driver differ in Ray's env_vars, not in runenv's field) share one build.
+        self._building: dict[str, asyncio.Future[node.NodeEnv]] = {}
 
     @staticmethod
     def validate(runtime_env_dict: dict[str, Any]) -> None:
@@ -51,26 +55,42 @@ class RunenvPlugin(RuntimeEnvPlugin):
         self, uri: str | None, runtime_env: Any, context: RuntimeEnvContext, logger: logging.Logger
     ) -> float:
         env = node.field_env(runtime_env)
+        uri = uri or node.uri_of(env.key)
         logger.info("runenv: setting up env %s; locked: %s", env.key, node.locked_versions(env))
-
-        def report(stage: str, detail: str) -> None:
-            logger.info("runenv: %s: %s", stage, detail)
-
         try:
-            ready = await asyncio.to_thread(node.build, env, report)
+            ready = self._ready.get(uri)
+            if ready is None:
+                ready = await asyncio.shield(self._build(uri, env, logger))
         except RunenvError as error:
             failure = _setup_error(env.key, error)
             logger.error("%s", failure)
             raise failure from None
         for line in node.describe(ready):
             logger.info(line)
-        uri = uri or node.uri_of(env.key)
-        previous = self._ready.pop(uri, None)
-        self._ready[uri] = ready
-        if previous is not None:  # two setups of the same env at once: keep one set of leases
-            node.release_env(previous)
-        self._sizes[uri] = _venv_bytes(ready)
-        return float(self._sizes[uri])
+        return float(self._sizes.get(uri, 0))
+
+    def _build(
+        self, uri: str, env: RuntimeEnv, logger: logging.Logger
+    ) -> asyncio.Future[node.NodeEnv]:
+        """The build of ``uri``, started unless one is under way; the env is kept when done."""
+        building = self._building.get(uri)
+        if building is not None:
+            return building
+
+        def report(stage: str, detail: str) -> None:
+            logger.info("runenv: %s: %s", stage, detail)
+
+        async def build() -> node.NodeEnv:
+            try:
+                ready = await asyncio.to_thread(node.build, env, report)
+            finally:
+                del self._building[uri]
+            self._ready[uri] = ready
+            self._sizes[uri] = _venv_bytes(ready)
+            return ready
+
+        building = self._building[uri] = asyncio.ensure_future(build())
+        return building
 
     def modify_context(
         self,
