@@ -5,7 +5,9 @@ cluster reuses the nodes' caches."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -124,6 +126,51 @@ def test_plugin_variable_is_the_one_the_cluster_uses() -> None:
     from raycluster import PLUGIN_VALUE
 
     assert json.loads(PLUGIN_VALUE) == json.loads(plugins_variable_value())
+
+
+class Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_setups_at_once_build_once_and_delete_uri_gives_up_the_leases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wheels: Path
+) -> None:
+    """The plugin's calls as Ray's agent makes them, in this process: no cluster needed."""
+    from ray._private.runtime_env.context import RuntimeEnvContext
+
+    from runenv.cache import ResourceCache
+    from runenv.ray.plugin import RunenvPlugin
+
+    monkeypatch.setenv("RUNENV_HOME", str(tmp_path / "home"))
+    runtime_env = plugin_env(pip_env(wheels, "1.0"))
+    logger = logging.getLogger(f"test-{tmp_path.name}")
+    collected = Collected()
+    logger.addHandler(collected)
+    logger.setLevel(logging.INFO)
+    plugin = RunenvPlugin()
+    [uri] = plugin.get_uris(runtime_env)
+
+    async def setups() -> list[float]:
+        creates = (plugin.create(uri, runtime_env, RuntimeEnvContext(), logger) for _ in range(3))
+        return await asyncio.gather(*creates)
+
+    sizes = asyncio.run(setups())
+    assert len(set(sizes)) == 1 and sizes[0] > 0
+    assert sum(line.startswith("runenv: install: ") for line in collected.lines) == 1
+    context = RuntimeEnvContext()
+    plugin.modify_context([uri], runtime_env, context, logger)
+    assert context.py_executable.startswith(str(tmp_path / "home" / "runtime_resources"))
+    assert context.env_vars["RUNENV_ACTIVE"] == field_key(runtime_env)
+    in_use = {(entry.kind, entry.in_use) for entry in ResourceCache().entries()}
+    assert {("python", True), ("ray-overlay", True)} <= in_use
+    assert plugin.delete_uri(uri, logger) == sizes[0]
+    in_use = {(entry.kind, entry.in_use) for entry in ResourceCache().entries()}
+    assert {("python", False), ("ray-overlay", False)} <= in_use  # (the driver's lock: in use)
 
 
 def test_each_node_builds_the_locked_env_in_its_own_cache(
