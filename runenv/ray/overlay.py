@@ -107,10 +107,10 @@ def acquire(deadline: Deadline, cache: ResourceCache | None = None) -> Overlay:
         hook.mkdir()
         final_site = (cache or ResourceCache()).entry_path(KIND, key) / "site"
         (hook / "sitecustomize.py").write_text(SITECUSTOMIZE.format(site=str(final_site)))
-        return {
-            "python": sys.executable,
-            "distributions": [f"{d.name}=={d.version}" for d in distributions],
-        }
+        pins = [f"{d.name}=={d.version}" for d in distributions]
+        ray = next((pin for pin in pins if pin.startswith("ray==")), "ray")
+        summary = f"{ray} and {len(pins) - 1} more for Ray's workers, of {sys.executable}"
+        return {"python": sys.executable, "packages": [summary], "distributions": pins}
 
     return Overlay((cache or ResourceCache()).acquire(KIND, key, build, deadline))
 
