@@ -17,6 +17,7 @@ Only ``hook/`` goes on the worker's PYTHONPATH.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata as metadata
 import os
@@ -114,6 +115,12 @@ def acquire(deadline: Deadline, cache: ResourceCache | None = None) -> Overlay:
         return {"python": sys.executable, "packages": [summary], "distributions": pins}
 
     return Overlay((cache or ResourceCache()).acquire(KIND, key, build, deadline))
+
+
+def warm_up() -> None:
+    """Compute what the overlay holds ahead of the first env (best effort)."""
+    with contextlib.suppress(Exception):
+        _closure_of_this_python()
 
 
 @functools.cache

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 from ray._private.runtime_env.context import RuntimeEnvContext
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
 from runenv.errors import EnvSetupError, RunenvError
-from runenv.ray import node
+from runenv.ray import node, overlay
 from runenv.ray.translate import PLUGIN_FIELD, PLUGIN_PRIORITY
 from runenv.spec import RuntimeEnv
 
@@ -41,6 +42,8 @@ class RunenvPlugin(RuntimeEnvPlugin):
         # URI -> its build in progress: setups of the same env at once (a job's supervisor and
         # its driver differ in Ray's env_vars, not in runenv's field) share one build.
         self._building: dict[str, asyncio.Future[node.NodeEnv]] = {}
+        # The agent starts with `ray start`: find Ray's requirements (~0.4 s) before any task.
+        threading.Thread(target=overlay.warm_up, name="runenv-overlay", daemon=True).start()
 
     @staticmethod
     def validate(runtime_env_dict: dict[str, Any]) -> None:
