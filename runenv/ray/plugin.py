@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from ray._private.runtime_env.context import RuntimeEnvContext
@@ -50,8 +51,8 @@ class RunenvPlugin(RuntimeEnvPlugin):
         node.field_env(runtime_env_dict)
 
     def get_uris(self, runtime_env: Any) -> list[str]:
-        if not runtime_env.get(PLUGIN_FIELD):
-            return []
+        if not isinstance(runtime_env.get(PLUGIN_FIELD), Mapping):
+            return []  # nothing for this plugin, or a bad field that validate() reports
         return [node.uri_of(node.field_key(runtime_env))]
 
     async def create(

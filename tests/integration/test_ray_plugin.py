@@ -279,8 +279,10 @@ def test_a_restarted_cluster_reuses_each_nodes_env(
     cluster: RayCluster, driver: Callable[[], None], wheels: Path
 ) -> None:
     runtime_env = plugin_env(pip_env(wheels, "1.0"))
-    before = {node.name: _venv_entries(node) for node in cluster.nodes}
-    assert all(before.values())
+    before = {node.name: _cache_entries(node) for node in cluster.nodes}
+    assert all(
+        any(name.startswith("ray-overlay") for name in entries) for entries in before.values()
+    )
     ray.shutdown()
     cluster.restart()
     driver()
@@ -288,7 +290,7 @@ def test_a_restarted_cluster_reuses_each_nodes_env(
         seen = run_probe(runtime_env, node)
         assert seen["version"] == "1.0"
         assert_in_env(seen, node, runtime_env)
-        assert _venv_entries(node) == before[node.name]  # nothing built, nothing rebuilt
+        assert _cache_entries(node) == before[node.name]  # nothing built, nothing rebuilt
         lines = _setup_log_lines(node, "runenv: ")
         assert any("reused from the node's cache" in line for line in lines)
         assert not any("runenv: install:" in line for line in lines)
@@ -300,12 +302,13 @@ def _host_has(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def _venv_entries(node: Node) -> dict[str, float]:
-    """Each python env in the node's cache and when it was built."""
-    bucket = node.runenv_home / "runtime_resources" / "python-v1"
+def _cache_entries(node: Node) -> dict[str, float]:
+    """Each python env and overlay in the node's cache, and when it was built."""
+    resources = node.runenv_home / "runtime_resources"
     return {
-        meta.parent.name: json.loads(meta.read_text())["created"]
-        for meta in bucket.glob("*/.runenv-entry.json")
+        f"{meta.parent.parent.name}/{meta.parent.name}": json.loads(meta.read_text())["created"]
+        for bucket in ("python-v1", "ray-overlay-v1")
+        for meta in (resources / bucket).glob("*/.runenv-entry.json")
     }
 
 
