@@ -195,6 +195,60 @@ def test_the_plugin_wins_over_rays_py_executable(
     assert_in_env(seen, node, runtime_env)
 
 
+def test_code_from_upload_path_and_from_rays_own_upload(
+    cluster: RayCluster, driver: Callable[[], None], wheels: Path, tmp_path: Path
+) -> None:
+    """runenv's working_dir (a file:// upload_path every node reads): the cwd and first on the
+    path; Ray's own working_dir upload: kept on the path inside the isolated env."""
+    for name in ("ours", "rays"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}_module.py").write_text(f"WHERE = {name!r}\n")
+    env = pip_env(wheels, "1.0").replace(
+        working_dir=str(tmp_path / "ours"), upload_path=(tmp_path / "store").as_uri()
+    )
+    ours = plugin_env(env)
+    assert ours["runenv"]["working_dir"].startswith("file://")
+    rays = {**plugin_env(pip_env(wheels, "1.0")), "working_dir": ray_upload(tmp_path / "rays")}
+    node = cluster.nodes[1]
+
+    def where(module: str) -> tuple[str, str]:
+        import importlib
+        import os
+
+        return importlib.import_module(module).WHERE, os.getcwd()
+
+    task = ray.remote(where)
+    on_node = {"resources": {node.resource: 1}}
+    seen_ours = ray.get(
+        task.options(runtime_env=ours, **on_node).remote("ours_module"), timeout=180
+    )
+    seen_rays = ray.get(
+        task.options(runtime_env=rays, **on_node).remote("rays_module"), timeout=180
+    )
+    assert seen_ours[0] == "ours" and seen_ours[1].startswith(str(node.runenv_home))
+    assert seen_rays[0] == "rays" and not seen_rays[1].startswith(str(node.runenv_home))
+
+
+def ray_upload(directory: Path) -> str:
+    """``directory`` in Ray's own package store: a ``gcs://_ray_pkg_…`` URI, as the engine
+    makes when the env has no upload_path."""
+    from ray._private.runtime_env.packaging import get_uri_for_directory, upload_package_if_needed
+
+    uri: str = get_uri_for_directory(str(directory), include_gitignore=False)
+    scratch = directory.parent / "scratch"
+    scratch.mkdir(exist_ok=True)
+    upload_package_if_needed(uri, str(scratch), str(directory), include_gitignore=False)
+    return uri
+
+
+def test_a_field_that_is_not_prepared_fails_with_a_clear_error(
+    cluster: RayCluster, driver: Callable[[], None]
+) -> None:
+    task = ray.remote(probe).options(runtime_env={"runenv": {"pip": ["requests"]}})
+    with pytest.raises(ray.exceptions.RuntimeEnvSetupError, match="pip packages are not locked"):
+        ray.get(task.remote(), timeout=180)
+
+
 def test_an_actor_runs_in_the_env(
     cluster: RayCluster, driver: Callable[[], None], wheels: Path
 ) -> None:
