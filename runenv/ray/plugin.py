@@ -94,6 +94,8 @@ class RunenvPlugin(RuntimeEnvPlugin):
             return ready
 
         building = self._building[uri] = asyncio.ensure_future(build())
+        # Its failure is read here too: every setup waiting for it may have timed out.
+        building.add_done_callback(lambda done: done.cancelled() or done.exception())
         return building
 
     def modify_context(
