@@ -7,7 +7,7 @@ engine). Instead, once per node and cluster Python, an *overlay* cache entry hol
 
 - ``site/``: symlinks to the top-level packages and ``.dist-info`` of the closure of the ``ray``
   distribution's requirements (with the extras that are installed, e.g. ``[default]``), plus
-  ``runenv`` and ``cloudpickle``;
+  runenv's worker API: ``runenv``, ``cloudpickle`` and ``uv`` (its binary in ``site/bin``);
 - ``hook/sitecustomize.py``: on startup, appends ``site/`` to ``sys.path`` with
   ``site.addsitedir`` — *after* the venv's site-packages, so the env's own versions win — then
   hands over to the next ``sitecustomize`` on the path, if any (the env's or the user's).
@@ -37,8 +37,11 @@ from runenv.digests import key_of
 KIND = "ray-overlay"
 LAYOUT = 1  # bump when what an overlay holds changes: a new key, a new entry
 ROOTS = ("ray",)
-# runenv's worker API: what a task or actor started by runenv's driver imports besides Ray.
-WORKER_API = ("runenv", "cloudpickle")
+# runenv's worker API: what a task or actor started by runenv's driver imports besides Ray
+# (uv: a task that calls the API with a new pip/uv env locks it).
+WORKER_API = ("runenv", "cloudpickle", "uv")
+# Distributions whose programs go in ``site/bin`` (where ``uv.find_uv_bin`` looks for uv).
+PROGRAMS_OF = ("uv",)
 
 SITECUSTOMIZE = '''\
 """Written by runenv's Ray plugin: the cluster's Ray, after this env's own packages."""
@@ -191,6 +194,9 @@ def _describe(dist: metadata.Distribution) -> Distribution:
         if file.parts and file.parts[0] not in ("..", "__pycache__")
     }
     links = [(entry, location / entry) for entry in sorted(top_level)]
+    if name in PROGRAMS_OF:
+        programs = [file for file in dist.files or [] if file.parts[:1] == ("..",)]
+        links += [(f"bin/{file.name}", (location / file).resolve()) for file in programs]
     if name == "runenv":  # an editable install is a .pth to the source tree: link the package
         package = Path(__file__).resolve().parent.parent
         links = [(entry, target) for entry, target in links if not entry.endswith(".pth")]
@@ -204,4 +210,5 @@ def _link_all(distributions: Iterable[Distribution], site: Path) -> None:
         for name, target in dist.links:
             link = site / name
             if (target.exists() or target.is_symlink()) and not os.path.lexists(link):
+                link.parent.mkdir(exist_ok=True)
                 link.symlink_to(target)

@@ -60,7 +60,7 @@ def test_rays_own_package_fields_cannot_go_with_runenvs() -> None:
 
 def test_the_closure_is_rays_requirements_and_runenvs_worker_api() -> None:
     names = {dist.name for dist in overlay.closure()}
-    assert {"ray", "runenv", "cloudpickle", "aiohttp", "protobuf"} <= names  # aiohttp: [default]
+    assert {"ray", "runenv", "cloudpickle", "uv", "aiohttp", "protobuf"} <= names  # [default]
     assert not names & {"moto", "boto3", "pytest", "mypy"}
 
 
@@ -74,12 +74,16 @@ def test_a_venv_with_the_overlay_imports_ray_and_nothing_else(tmp_path: Path) ->
         "site-packages", "six.py"
     ).write_text("ENV_OWN = True\n")
     script = (
-        "import importlib.util as u, sys, ray, runenv, six\n"
+        "import importlib.util as u, sys, ray, runenv, six, uv\n"
+        "assert uv.find_uv_bin().startswith(sys.argv[1])\n"
         "print(six.ENV_OWN, [u.find_spec(n) is None for n in ('moto', 'boto3', 'pytest')])\n"
     )
     env = {**os.environ, "PYTHONPATH": str(layer.hook)}
     finished = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", script], env=env, capture_output=True, text=True
+        [str(venv / "bin" / "python"), "-c", script, str(layer.site)],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.split() == ["True", "[True,", "True,", "True]"]  # the env's six wins
