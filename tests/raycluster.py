@@ -112,13 +112,18 @@ class RayCluster:
         return self.nodes[0]
 
     def start(self) -> RayCluster:
-        for node in self.nodes:
-            try:
-                self._start_node(node)
-            except RuntimeError:  # a loaded machine can miss Ray's start-up deadlines: once more
-                self.stop_node(node)
-                self._start_node(node)
-        self.wait_for_nodes(len(self.nodes))
+        """Start every node; if that fails, nothing of the cluster is left running."""
+        try:
+            for node in self.nodes:
+                try:
+                    self._start_node(node)
+                except RuntimeError:  # a loaded machine can miss Ray's start-up deadlines
+                    self.stop_node(node)
+                    self._start_node(node)
+            self.wait_for_nodes(len(self.nodes))
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _start_node(self, node: Node) -> None:
