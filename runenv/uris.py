@@ -21,8 +21,12 @@ def scheme_of(location: str) -> str | None:
 
 
 def archive_suffix(uri: str) -> str | None:
-    """The archive suffix of a URI's path (query and fragment ignored), or None."""
-    path = urlsplit(uri).path.lower()
+    """The archive suffix of a URI's path (query and fragment ignored), or None.
+
+    A URI without a path names its object in the host part (Ray's ``gcs://_ray_pkg_<hash>.zip``).
+    """
+    parts = urlsplit(uri)
+    path = (parts.path or parts.netloc).lower()
     for suffix in (*ARCHIVE_SUFFIXES, WHEEL_SUFFIX):
         if path.endswith(suffix):
             return suffix

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import shlex
@@ -76,12 +77,11 @@ def guarded(entrypoint: str, key: str) -> str:
 
 def guard_prefix(key: str) -> str:
     message = (
-        "it has no runenv plugin, so it ignored the job's env and would have run the "
-        "entrypoint in the cluster's base Python. Fix: start that node with `runenv ray start "
-        f"...`, or set RAY_RUNTIME_ENV_PLUGINS='{translate.plugins_variable_value()}' before "
-        "`ray start`; or submit in stock mode (--ray-mode stock, RUNENV_RAY_MODE=stock)."
+        "has no runenv plugin: it ignored the job's env, so the entrypoint would run in the "
+        "cluster's base Python. Start the node with `runenv ray start`, or set "
+        "RAY_RUNTIME_ENV_PLUGINS before `ray start` (docs/ray.md); or submit with --ray-mode stock."
     )
-    report = f'echo "runenv: error: Ray node $(hostname):" {shlex.quote(message)} >&2'
+    report = f'echo "runenv: error: Ray node $(hostname)" {shlex.quote(message)} >&2'
     variable = translate.ACTIVE_VARIABLE
     return f'[ "${{{variable}-}}" = {key} ] || {{ {report}; exit {GUARD_EXIT_CODE}; }}; '
 
@@ -165,6 +165,7 @@ class RayJobBackend:
     def tail_job_logs(self, submission_id: str) -> Iterator[str]:
         """Ray's log websocket, read synchronously; returns once the job has ended."""
         self.get_job_info(submission_id)  # an unknown id fails here, clearly
+        logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)  # "closed"
         loop = asyncio.new_event_loop()
         chunks = self.client.tail_job_logs(submission_id)
         try:
