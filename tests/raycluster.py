@@ -8,6 +8,7 @@ node starts inherits a marker variable; teardown kills exactly those processes b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -195,10 +196,8 @@ class RayCluster:
             if not pids:
                 return
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             for pid in pids:
                 _reap(pid)
             time.sleep(0.1)

@@ -5,7 +5,7 @@ from typing import Any
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
 
-class RunenvPlugin(RuntimeEnvPlugin):  # type: ignore[misc]
+class RunenvPlugin(RuntimeEnvPlugin):
     name = "runenv"
     priority = 90
 
