@@ -159,7 +159,7 @@ def test_list_and_delete(address: str, environ: dict[str, str]) -> None:
     assert listed[job_id].metadata == {"team": "a"}
     assert job_id in [info.submission_id for info in client.list_jobs(JobStatus.SUCCEEDED)]
     assert job_id not in [info.submission_id for info in client.list_jobs(JobStatus.FAILED)]
-    table = runenv("job", "list", "--address", address, environ=environ)
+    table = runenv("job", "list", environ={**environ, "RUNENV_ADDRESS": address})
     assert job_id in table.stdout and "echo listed" in table.stdout
     delete = runenv("job", "delete", job_id, "--address", address, environ=environ)
     assert delete.returncode == 0, delete.stderr
