@@ -7,6 +7,8 @@ mode must fail at once through the entrypoint guard — never run in the cluster
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -231,3 +233,45 @@ def test_without_ray_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(RunenvError) as caught:
         JobClient("ray+http://127.0.0.1:9").get_job_info("any")
     assert caught.value.hint == ray_jobs.INSTALL_HINT
+
+
+# --- a head with runenv's plugin ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plugin_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    root = tmp_path_factory.mktemp("ray-jobs-plugin")
+    cluster = RayCluster(root, [Node("phead", root / "head", plugin=True, head=True)])
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("runenv.ray.node") is None,
+    reason="runenv's node plugin is not on this branch yet (only its stub)",
+)
+def test_plugin_mode_pins_a_local_wheel_version(
+    plugin_cluster: RayCluster, environ: dict[str, str], tmp_path: Path
+) -> None:
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "runenv-demo", "1.0")
+    build_wheel(wheels, "runenv-demo", "2.0")
+    env = (
+        '{"pip": {"packages": ["runenv-demo<2"], "pip_install_options": '
+        f'["--no-index", "--find-links", "{wheels}"]}}, "env_vars": {{"WHERE": "plugin"}}}}'
+    )
+    script = "import os, runenv_demo; print('demo', runenv_demo.VERSION, os.environ['WHERE'])"
+    submit = runenv(
+        "job", "submit", "--address", "ray+" + plugin_cluster.dashboard_url,
+        "--runtime-env-json", env, "--submission-id", "plugin-wheel",
+        "--", "python", "-c", script,
+        environ=environ,
+    )  # fmt: skip
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    assert "demo 1.0 plugin" in submit.stdout
+    assert "stock mode" not in submit.stderr  # auto mode found the plugin on the head
+    info = JobClient("ray+" + plugin_cluster.dashboard_url).get_job_info("plugin-wheel")
+    assert info.env_key  # guarded, and the guard let it through
+    assert "runenv-demo==1.0" in json.dumps(info.runtime_env["pip"])  # the lock travelled
