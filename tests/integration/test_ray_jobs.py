@@ -235,6 +235,32 @@ def test_without_ray_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert caught.value.hint == ray_jobs.INSTALL_HINT
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("runenv.ray.engine") is None,
+    reason="runenv's Ray engine is not on this branch yet",
+)
+def test_a_runenv_program_as_the_entrypoint_uses_the_cluster(
+    address: str, environ: dict[str, str], tmp_path: Path
+) -> None:
+    code = project(
+        tmp_path,
+        "import runenv\n"
+        "runenv.init()\n"
+        "@runenv.remote\n"
+        "def where() -> str:\n"
+        "    import ray\n"
+        "    return f'in a Ray worker: {ray.is_initialized()}'\n"
+        "print(runenv.get(where.remote()))\n",
+    )
+    submit = runenv(
+        "job", "submit", "--address", address, "--working-dir", str(code),
+        "--", "python", "main.py",
+        environ=environ,
+    )  # fmt: skip
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    assert "in a Ray worker: True" in submit.stdout
+
+
 # --- a head with runenv's plugin ------------------------------------------------------------
 
 
