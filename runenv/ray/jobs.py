@@ -32,22 +32,20 @@ from runenv import settings
 from runenv.errors import PackagingError, RunenvError, UsageError
 from runenv.jobs.models import JobInfo, JobStatus, Submission, check_submission_id
 from runenv.ray import translate
-from runenv.spec import RuntimeEnv
+from runenv.ray.envs import MODE_VARIABLE, MODES
 from runenv.store_layout import PREFIX
 
 if TYPE_CHECKING:
     from runenv.envs.setup import StageCallback
 
 SCHEMES = ("ray+http://", "ray+https://")
-MODE_VARIABLE = "RUNENV_RAY_MODE"
 GUARD_EXIT_CODE = 97
 INSTALL_HINT = "pip install 'runenv[ray]'"
-# The env the auto-mode probe job runs in: the smallest env the plugin acts on.
+# The env the auto-mode probe job runs in: the smallest env the plugin acts on (as the engine's).
 PROBE_FIELD: dict[str, Any] = {"env_vars": {"RUNENV_PROBE": "1"}}
 PROBE_TIMEOUT_S = 60.0
 
 ModeSetting = Literal["plugin", "stock", "auto"]
-_MODES = ("plugin", "stock", "auto")
 _ARCHIVE_NAME = re.compile(rf"^{PREFIX}/([0-9a-f]{{64}})\.zip$")
 _GUARD = re.compile(r'^\[ "\$\{' + translate.ACTIVE_VARIABLE + r'-\}" = (\S+) \] \|\| ')
 
@@ -59,7 +57,7 @@ def is_ray_address(address: str) -> bool:
 def mode_setting(given: str | None = None) -> ModeSetting:
     """``--ray-mode``, else ``RUNENV_RAY_MODE``, else ``auto``."""
     value = (given or os.environ.get(MODE_VARIABLE) or "auto").strip().lower()
-    if value not in _MODES:
+    if value not in MODES:
         raise UsageError(
             f"unknown Ray mode {value!r}",
             hint=f"--ray-mode / {MODE_VARIABLE}: one of plugin, stock, auto",
@@ -96,11 +94,6 @@ def split_guard(entrypoint: str) -> tuple[str, str]:
     if not entrypoint.startswith(prefix):
         return entrypoint, ""
     return entrypoint[len(prefix) :], key
-
-
-def plugin_key(field: dict[str, Any]) -> str:
-    """The key the plugin sets ACTIVE_VARIABLE to for the env in a ``runenv`` field."""
-    return RuntimeEnv._from_canonical(dict(field)).key
 
 
 # --- the backend -----------------------------------------------------------------------------
@@ -140,8 +133,9 @@ class RayJobBackend:
         mode = "stock" if prepared.is_empty() else self.resolved_mode()
         runtime_env = translate.to_ray(prepared, mode)
         entrypoint = submission.entrypoint
-        if translate.PLUGIN_FIELD in runtime_env:
-            entrypoint = guarded(entrypoint, plugin_key(runtime_env[translate.PLUGIN_FIELD]))
+        key = translate.expected_key(runtime_env)
+        if key is not None:  # plugin mode: never in the base env (see guarded)
+            entrypoint = guarded(entrypoint, key)
         submission_id = check_submission_id(submission.submission_id or _new_submission_id())
         with self.errors():
             return str(
@@ -241,7 +235,7 @@ class RayJobBackend:
 
         None when the probe does not end in time (then plugin mode, guarded, is the safe way).
         """
-        expected = plugin_key(PROBE_FIELD)
+        expected = translate.plugin_key(PROBE_FIELD)
         submission_id = f"runenv-probe-{_new_submission_id()}"
         with self.errors():
             self.client.submit_job(

@@ -235,10 +235,6 @@ def test_without_ray_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert caught.value.hint == ray_jobs.INSTALL_HINT
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("runenv.ray.engine") is None,
-    reason="runenv's Ray engine is not on this branch yet",
-)
 def test_a_runenv_program_as_the_entrypoint_uses_the_cluster(
     address: str, environ: dict[str, str], tmp_path: Path
 ) -> None:
