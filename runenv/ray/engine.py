@@ -83,7 +83,15 @@ class RayEngine:
         if job_env is None:  # a Ray job's driver: its env is the job's, which Ray passes down
             job_env = translate.from_ray(dict(ray.get_runtime_context().runtime_env or {}))
         envs = RayEnvs(job_env, detect_mode, explicit=explicit)
-        return cls(envs, driver=True, owns_ray=owns)
+        engine = cls(envs, driver=True, owns_ray=owns)
+        try:
+            # Packaged and locked now, as ray.init uploads its working_dir: the job runs
+            # what it was started with, and a bad env fails here.
+            envs.job_env()
+        except BaseException:
+            engine.shutdown()
+            raise
+        return engine
 
     @classmethod
     def in_worker(cls) -> RayEngine:
