@@ -7,7 +7,7 @@ submitting machine — local code packaged (for a server: into the server's stor
 ``upload_path`` when the env has one) and Python packages locked — so what is submitted is
 exactly what runs.
 
-The two ways are two :class:`JobBackend` implementations; ``JobClient`` picks one and delegates.
+Each way is a :class:`JobBackend` implementation; ``JobClient`` picks one and delegates.
 """
 
 from __future__ import annotations

@@ -214,6 +214,15 @@ def test_plugin_mode_on_a_head_without_the_plugin_fails_clearly(
     assert "RUNENV_ACTIVE" not in shown.stdout
 
 
+def test_entrypoint_num_cpus_reserves_cpus_for_the_entrypoint(address: str) -> None:
+    client = JobClient(address)
+    job_id = client.submit_job("echo never", entrypoint_num_cpus=2)  # the head has 1 CPU
+    info = client.get_job_info(job_id)
+    assert info.status == JobStatus.PENDING
+    assert "waiting for resources" in info.message  # Ray's word for a reservation it can't meet
+    client.stop_job(job_id)  # (Ray leaves a never-scheduled job PENDING even when stopped)
+
+
 def test_what_ray_jobs_cannot_do_is_refused() -> None:
     client = JobClient("ray+http://127.0.0.1:9")  # refused before any request
     with pytest.raises(UsageError, match="max_retries"):
