@@ -127,6 +127,42 @@ def test_an_unchanged_dir_is_uploaded_once(
     assert first_env == client.get_job_info(second).runtime_env
 
 
+def test_code_on_an_upload_path_every_node_reads(
+    address: str, environ: dict[str, str], tmp_path: Path
+) -> None:
+    code = project(tmp_path, "print('from the upload path')\n")
+    (code / "data.txt").write_text("data")
+    store = tmp_path / "store"
+    client = JobClient(address, ray_mode="stock")
+    env = {"working_dir": str(code), "upload_path": f"file://{store}"}
+    job_id = client.submit_job("python main.py && cat data.txt", env)
+    assert wait_for(client, job_id) == JobStatus.SUCCEEDED, client.get_job_logs(job_id)
+    assert "from the upload path\ndata" in client.get_job_logs(job_id)
+    assert client.get_job_info(job_id).runtime_env["working_dir"].startswith(f"file://{store}/")
+    assert len(list(store.rglob("*.zip"))) == 1  # uploaded there, not to the cluster's store
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stock mode: Ray unpacks remote (s3/gs/file) archives with remove_top_level_directory"
+    "=True, and runenv packs a py_modules directory under its own name, so the module dir is "
+    "lifted away (translate.stock_env)",
+)
+def test_py_modules_on_an_upload_path_in_stock_mode(address: str, tmp_path: Path) -> None:
+    code = project(tmp_path, "import helper\nprint('helper says', helper.WORD)\n")
+    module = tmp_path / "modules" / "helper"
+    module.mkdir(parents=True)
+    (module / "__init__.py").write_text("WORD = 'hi'\n")
+    env = {
+        "working_dir": str(code),
+        "py_modules": [str(module)],
+        "upload_path": f"file://{tmp_path / 'store'}",
+    }
+    client = JobClient(address, ray_mode="stock")
+    job_id = client.submit_job("python main.py", env)
+    assert wait_for(client, job_id) == JobStatus.SUCCEEDED, client.get_job_logs(job_id)
+
+
 def test_failure_surfaces_the_exit_code(address: str, environ: dict[str, str]) -> None:
     failing = runenv(
         "job", "submit", "--address", address, "--submission-id", "fails-3",
