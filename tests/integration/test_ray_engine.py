@@ -160,6 +160,21 @@ def test_a_node_without_the_plugin_fails_clearly_never_the_base_env() -> None:
         runenv.get(Pinned.remote().ping.remote(), timeout=120)
 
 
+@runenv.remote
+def first_plus_one(refs: list[runenv.ObjectRef]) -> int:
+    return int(runenv.get(refs[0])) + 1
+
+
+def test_through_the_ray_client(
+    cluster: RayCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS")
+    (tmp_path / "data.txt").write_text("through the client")
+    runenv.init(address=cluster.client_address, runtime_env={"working_dir": str(tmp_path)})
+    assert runenv.get(suite.read_file.remote("data.txt")) == "through the client"
+    assert runenv.get(first_plus_one.remote([runenv.put(41)])) == 42  # a nested ref
+
+
 def test_killed_actor() -> None:
     runenv.init()
     counter = suite.Counter.remote()
