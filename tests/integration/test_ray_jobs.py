@@ -7,7 +7,6 @@ mode must fail at once through the entrypoint guard — never run in the cluster
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -315,10 +314,6 @@ def plugin_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayClus
         cluster.stop()
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("runenv.ray.node") is None,
-    reason="runenv's node plugin is not on this branch yet (only its stub)",
-)
 def test_plugin_mode_pins_a_local_wheel_version(
     plugin_cluster: RayCluster, environ: dict[str, str], tmp_path: Path
 ) -> None:
