@@ -20,7 +20,7 @@ from runenv.context import Context
 from runenv.deadline import Deadline
 from runenv.errors import EnvSetupError, SpecError
 from runenv.materialize import materialize, release
-from runenv.ray import overlay
+from runenv.ray import overlay, translate
 from runenv.ray.translate import ACTIVE_VARIABLE, PLUGIN_FIELD
 from runenv.spec import RuntimeEnv
 
@@ -74,7 +74,7 @@ def field_env(ray_runtime_env: Mapping[str, Any]) -> RuntimeEnv:
 def field_key(ray_runtime_env: Mapping[str, Any]) -> str:
     """The key of the runenv env a Ray runtime_env carries: what the plugin sets
     ``RUNENV_ACTIVE`` to in every process it prepares (the driver compares it)."""
-    return RuntimeEnv._from_canonical(dict(ray_runtime_env[PLUGIN_FIELD])).key
+    return translate.plugin_key(ray_runtime_env[PLUGIN_FIELD])
 
 
 def uri_of(key: str) -> str:
