@@ -27,7 +27,12 @@ job_app = typer.Typer(help="Submit, follow and stop jobs.", no_args_is_help=True
 app.add_typer(job_app, name="job")
 
 EXIT_FOR = {JobStatus.SUCCEEDED: 0, JobStatus.FAILED: 1, JobStatus.STOPPED: 130}
-ADDRESS = typer.Option(None, "--address", help="A job server URL (default: RUNENV_ADDRESS).")
+ADDRESS = typer.Option(
+    None,
+    "--address",
+    help="Where jobs run (default: RUNENV_ADDRESS, else this machine): http(s)://HOST:PORT for "
+    "`runenv serve`, ray+http(s)://HEAD:8265 for a Ray cluster's job API.",
+)
 SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL")
 
 
@@ -44,6 +49,15 @@ def submit(
     metadata_json: str = typer.Option(None, "--metadata-json", help="Metadata as a JSON object."),
     config: Path = typer.Option(None, "--config", help="An Anyscale-style job config YAML."),
     no_wait: bool = typer.Option(False, "--no-wait", help="Return once the job is submitted."),
+    ray_mode: str = typer.Option(
+        None,
+        "--ray-mode",
+        help="On a Ray cluster: plugin (runenv's node plugin builds the env), stock (Ray's own "
+        "pip/uv/working_dir fields) or auto (default: RUNENV_RAY_MODE, else auto).",
+    ),
+    entrypoint_num_cpus: float = typer.Option(
+        None, "--entrypoint-num-cpus", help="On a Ray cluster: CPUs reserved for the entrypoint."
+    ),
 ) -> None:
     """Submit ENTRYPOINT as a job; follow its logs until it ends (unless --no-wait)."""
     from runenv.cli import recipes  # here: the other job commands needn't load setup code
@@ -55,7 +69,7 @@ def submit(
     metadata = {**job.metadata, **fast.job_metadata(metadata_json)}
     if job.name:
         metadata.setdefault("name", job.name)
-    client = _client(address)
+    client = _client(address, ray_mode)
     missed = fast.missed()
     flags = (runtime_env, runtime_env_json, working_dir)
     with recipes.recording() as recording:
@@ -63,7 +77,14 @@ def submit(
         env = RuntimeEnv.from_dict(data)
         with stage_reporter() as on_stage:
             job_id = client.submit_job(
-                command, env, submission_id, metadata, job.max_retries, job.timeout_s, on_stage
+                command,
+                env,
+                submission_id,
+                metadata,
+                job.max_retries,
+                job.timeout_s,
+                on_stage,
+                entrypoint_num_cpus,
             )
     local = config is None and client.address is None
     if local and missed is not None and recipes.agrees(missed[1], entrypoint or [], *flags):
@@ -190,10 +211,10 @@ def serve(
     run_server(host, port, token)
 
 
-def _client(address: str | None) -> JobClient:
+def _client(address: str | None, ray_mode: str | None = None) -> JobClient:
     from runenv.jobs.client import JobClient  # here: httpx and the job manager load on use
 
-    return JobClient(address)
+    return JobClient(address, ray_mode=ray_mode)
 
 
 def _follow(client: JobClient, job_id: str) -> int:

@@ -1,11 +1,13 @@
 """``JobClient``: the job SDK, with the method names of Ray's JobSubmissionClient.
 
-Without an address (nor ``RUNENV_ADDRESS``) it runs jobs on this machine directly; with one it
-talks to a ``runenv serve`` server. Either way the env is *prepared* on the submitting machine —
-local code packaged (for a server: into the server's store, or into ``upload_path`` when the env
-has one) and Python packages locked — so what is submitted is exactly what runs.
+Without an address (nor ``RUNENV_ADDRESS``) it runs jobs on this machine directly; with an
+``http(s)://`` one it talks to a ``runenv serve`` server; with ``ray+http(s)://HEAD:8265`` to a
+Ray cluster's job API (:mod:`runenv.ray.jobs`). Either way the env is *prepared* on the
+submitting machine — local code packaged (for a server: into the server's store, or into
+``upload_path`` when the env has one) and Python packages locked — so what is submitted is
+exactly what runs.
 
-The two ways are two :class:`JobBackend` implementations; ``JobClient`` picks one and delegates.
+Each way is a :class:`JobBackend` implementation; ``JobClient`` picks one and delegates.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runenv import store_layout
-from runenv.errors import RunenvError
+from runenv.errors import RunenvError, UsageError
 from runenv.jobs.models import JobInfo, JobStatus, Submission
 from runenv.spec import RuntimeEnv
 
@@ -50,12 +52,13 @@ class JobBackend(Protocol):
 
 
 class JobClient:
-    def __init__(self, address: str | None = None, token: str | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, token: str | None = None, ray_mode: str | None = None
+    ) -> None:
+        """``ray_mode`` (plugin, stock, auto; default ``RUNENV_RAY_MODE``) for Ray clusters."""
         self.address = (address or os.environ.get(ADDRESS_VARIABLE) or "").rstrip("/") or None
         token = token or os.environ.get(TOKEN_VARIABLE)
-        self.backend: JobBackend = (
-            LocalBackend() if self.address is None else HttpBackend(self.address, token)
-        )
+        self.backend = _backend(self.address, token, ray_mode)
 
     def submit_job(
         self,
@@ -66,14 +69,26 @@ class JobClient:
         max_retries: int = 0,
         timeout_s: float | None = None,
         on_stage: StageCallback | None = None,
+        entrypoint_num_cpus: float | None = None,
     ) -> str:
+        if entrypoint_num_cpus is not None and not _is_ray(self.backend):
+            raise UsageError(
+                "entrypoint_num_cpus is only for jobs on a Ray cluster",
+                hint="submit with --address ray+http://HEAD:8265, or drop it",
+            )
         env = (
             runtime_env
             if isinstance(runtime_env, RuntimeEnv)
             else RuntimeEnv.from_dict(runtime_env or {})
         )
         submission = Submission(
-            entrypoint, env, submission_id, dict(metadata or {}), max_retries, timeout_s
+            entrypoint,
+            env,
+            submission_id,
+            dict(metadata or {}),
+            max_retries,
+            timeout_s,
+            entrypoint_num_cpus,
         )
         return self.backend.submit_job(submission, on_stage)
 
@@ -98,6 +113,27 @@ class JobClient:
 
     def list_jobs(self, status: JobStatus | None = None) -> list[JobInfo]:
         return self.backend.list_jobs(status)
+
+
+def _backend(address: str | None, token: str | None, ray_mode: str | None) -> JobBackend:
+    from runenv.ray.jobs import RayJobBackend, is_ray_address  # no Ray import until used
+
+    if address is None:
+        return LocalBackend()
+    if is_ray_address(address):
+        return RayJobBackend(address, token, ray_mode)
+    if address.startswith("ray://"):
+        raise UsageError(
+            f"{address} is a Ray client address; jobs go through the head's job API",
+            hint="--address ray+http://HEAD:8265 (the dashboard's port)",
+        )
+    return HttpBackend(address, token)
+
+
+def _is_ray(backend: JobBackend) -> bool:
+    from runenv.ray.jobs import RayJobBackend
+
+    return isinstance(backend, RayJobBackend)
 
 
 class LocalBackend:

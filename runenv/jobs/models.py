@@ -41,6 +41,7 @@ class Submission:
     metadata: dict[str, str] = field(default_factory=dict)
     max_retries: int = 0
     timeout_s: float | None = None
+    entrypoint_num_cpus: float | None = None  # CPUs reserved for the entrypoint (Ray only)
 
 
 _SUBMISSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
