@@ -249,7 +249,7 @@ def measure_cold(cluster: RayCluster, system: str) -> Cold:
     for node in cluster.nodes:
         wrong = wrong_env(system, node, nodes[node.resource])
         if wrong:
-            cold.problem += f"{node.name}: {wrong}; "
+            cold.problem = "; ".join(filter(None, [cold.problem, f"{node.name}: {wrong}"]))
             cold.seconds = float("nan")
     return cold
 
@@ -416,14 +416,18 @@ def throughput_rows(results: Results) -> list[Row]:
         rows.append(
             (
                 name,
-                f"{ours:,.0f}",
-                f"{theirs:,.0f}",
+                rate_text(ours),
+                rate_text(theirs),
                 "n/a" if overhead != overhead else f"{overhead:+.0%} time",
                 f"<= {GOAL_OVERHEAD:.0%} overhead",
                 verdict(overhead, GOAL_OVERHEAD, higher_is_better=False),
             )
         )
     return rows
+
+
+def rate_text(rate: float) -> str:
+    return "failed" if rate != rate else f"{rate:,.0f}"
 
 
 def human(size: float) -> str:
