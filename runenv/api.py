@@ -48,18 +48,23 @@ def init(
     num_cpus: int | None = None,
     address: str | None = None,
 ) -> None:
-    """Start the embedded engine. ``runtime_env`` is the parent of every task and actor env."""
+    """Start the engine. ``runtime_env`` is the parent of every task and actor env.
+
+    ``address`` picks it as ``ray.init`` does: left out, the embedded engine on this machine
+    unless ``RAY_ADDRESS`` names a Ray cluster; ``"local"``, always the embedded engine;
+    ``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:PORT"``, that Ray cluster.
+    """
     with _init_lock:
         if runtimes.current() is not None:
             raise RunenvError(
                 "runenv.init() was already called", hint="call runenv.shutdown() first"
             )
-        if address not in (None, "local"):
-            raise UsageError(
-                f"address {address!r}: only the embedded engine exists for now",
-                hint="leave address out (or pass 'local') to run on this machine",
+        if address is not None and not isinstance(address, str):
+            raise UsageTypeError(
+                f"address must be a string, not {type(address).__name__}",
+                hint="e.g. 'auto', '10.0.0.5:6379' or 'ray://10.0.0.5:10001'",
             )
-        runtimes.install(_start_engine(runtime_env=runtime_env, num_cpus=num_cpus))
+        runtimes.install(_start_engine(runtime_env, num_cpus, address))
 
 
 def is_initialized() -> bool:
@@ -75,9 +80,16 @@ def shutdown() -> None:
             runtimes.install(None)
 
 
-def _start_engine(runtime_env: Any = None, num_cpus: int | None = None) -> Engine:
-    # The driver side (not in workers). The first worker starts before the engine's imports,
-    # so that its start-up overlaps them.
+def _start_engine(
+    runtime_env: Any = None, num_cpus: int | None = None, address: str | None = None
+) -> Engine:
+    # The driver side (not in workers).
+    ray_address = _ray_address(address)
+    if ray_address is not None:
+        from runenv.ray.engine import RayEngine
+
+        return RayEngine.connect(ray_address or None, runtime_env=runtime_env, num_cpus=num_cpus)
+    # The first worker starts before the engine's imports, so that its start-up overlaps them.
     from runenv.engine.early import start_first_worker
 
     first = start_first_worker(runtime_env)
@@ -90,6 +102,18 @@ def _start_engine(runtime_env: Any = None, num_cpus: int | None = None) -> Engin
             first.discard()
             first.lease.release()
         raise
+
+
+def _ray_address(address: str | None) -> str | None:
+    """The Ray address to connect to ("" for RAY_ADDRESS, which Ray reads), or None for the
+    embedded engine."""
+    import os
+
+    if address == "local":
+        return None
+    if address is None:
+        return "" if os.environ.get("RAY_ADDRESS") else None
+    return address
 
 
 def _running() -> Engine:
@@ -285,7 +309,7 @@ def _spec_of(target: Any) -> FunctionSpec:
     pickled = cloudpickle.dumps(target)
     name = getattr(target, "__qualname__", getattr(target, "__name__", "function"))
     methods = _public_methods(target) if inspect.isclass(target) else ()
-    return FunctionSpec(bytes_digest(pickled)[:32], name, pickled, methods)
+    return FunctionSpec(bytes_digest(pickled)[:32], name, pickled, methods, target)
 
 
 def _public_methods(cls: type) -> tuple[str, ...]:

@@ -22,7 +22,8 @@ def scheme_of(location: str) -> str | None:
 
 def archive_suffix(uri: str) -> str | None:
     """The archive suffix of a URI's path (query and fragment ignored), or None."""
-    path = urlsplit(uri).path.lower()
+    parts = urlsplit(uri)
+    path = (parts.path or parts.netloc).lower()  # Ray's gcs://_ray_pkg_<hash>.zip has no path
     for suffix in (*ARCHIVE_SUFFIXES, WHEEL_SUFFIX):
         if path.endswith(suffix):
             return suffix

@@ -8,6 +8,7 @@ node starts inherits a marker variable; teardown kills exactly those processes b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -40,6 +41,7 @@ class Node:
     root: Path
     plugin: bool = True
     head: bool = False
+    cpus: int = 1
     marker: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
@@ -117,7 +119,7 @@ class RayCluster:
         argv = [
             RAY,
             "start",
-            "--num-cpus=1",
+            f"--num-cpus={node.cpus}",
             "--object-store-memory=100000000",
             f"--temp-dir={node.temp_dir}",
             f"--resources={json.dumps({node.resource: 1000})}",
@@ -150,13 +152,13 @@ class RayCluster:
                 env=node.environment(self.env),
                 stdout=output,
                 stderr=subprocess.STDOUT,
-                timeout=180,
+                timeout=300,
                 check=False,
             )
         if finished.returncode != 0:
             raise RuntimeError(f"ray start for node {node.name} failed:\n{log.read_text()[-4000:]}")
 
-    def wait_for_nodes(self, count: int, timeout: float = 120) -> None:
+    def wait_for_nodes(self, count: int, timeout: float = 240) -> None:
         """Until ``count`` nodes are alive in the GCS, asked by a separate Python."""
         probe = (
             "import sys, time, ray\n"
@@ -195,10 +197,8 @@ class RayCluster:
             if not pids:
                 return
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             for pid in pids:
                 _reap(pid)
             time.sleep(0.1)

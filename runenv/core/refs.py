@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,6 +22,16 @@ from typing import Any
 EVENTS: deque[tuple[str, int]] = deque()
 ACTOR_PREFIX = "actor:"
 _collecting = threading.local()
+# How handles pickle when another engine owns the objects (the Ray backend): set by that
+# engine, so a pickled handle carries the engine's own reference and the engine tracks it.
+Reducer = Callable[[str], "tuple[Any, ...]"]
+_object_reducer: Reducer | None = None
+_actor_reducer: Reducer | None = None
+
+
+def set_reducers(object_reducer: Reducer | None, actor_reducer: Reducer | None) -> None:
+    global _object_reducer, _actor_reducer
+    _object_reducer, _actor_reducer = object_reducer, actor_reducer
 
 
 def actor_key(actor_id: str) -> str:
@@ -80,6 +90,8 @@ class ObjectRef:
         _count(self.id, -1)
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if _object_reducer is not None:
+            return _object_reducer(self.id)
         _pickled(self.id)
         return (ObjectRef, (self.id,))
 
@@ -107,6 +119,8 @@ class ActorHandle:
         _count(actor_key(self._actor_id), -1)
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if _actor_reducer is not None:
+            return _actor_reducer(self._actor_id)
         _pickled(actor_key(self._actor_id))
         return (ActorHandle, (self._actor_id, self._class_name, self._methods))
 

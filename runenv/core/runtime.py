@@ -25,6 +25,7 @@ class CallOptions:
     max_calls: int | None = None
     name: str | None = None
     max_concurrency: int | None = None
+    resources: dict[str, float] | None = None  # custom resources (on Ray: e.g. a node's)
 
     def merged(self, **changes: Any) -> CallOptions:
         given = {key: value for key, value in changes.items() if value is not None}
@@ -39,6 +40,9 @@ class FunctionSpec:
     name: str
     pickled: bytes = field(repr=False)
     methods: tuple[str, ...] = ()  # for a class: the methods its actor handles offer
+    # The function or class itself, in the process that made the spec (engines that pickle
+    # it their own way, like Ray, take it instead of the pickle).
+    target: Any = field(default=None, repr=False, compare=False)
 
 
 class Engine(Protocol):

@@ -62,7 +62,7 @@ class RemoteFailure:
         """The error ``get`` raises: a TaskError that is also an instance of the cause's type."""
         message = f"{where} raised {self.type_name}: {self.message}\n\n{self.remote_traceback}"
         cause = self._cause()
-        error = _as_instance_of(cause, message) if cause is not None else None
+        error = as_instance_of(cause, message) if cause is not None else None
         if error is None:
             error = TaskError(message, hint="the remote traceback is above")
         error.cause_type_name = self.type_name
@@ -79,7 +79,7 @@ class RemoteFailure:
         return cause if isinstance(cause, Exception) else None
 
 
-def _as_instance_of(cause: BaseException, message: str) -> TaskError | None:
+def as_instance_of(cause: BaseException, message: str) -> TaskError | None:
     cause_type = type(cause)
     if isinstance(cause, TaskError):
         return cause

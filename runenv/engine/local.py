@@ -233,6 +233,7 @@ class LocalEngine:
         base_dir: Path | None,  # what relative paths are relative to (None: our cwd)
         holder: str | None = None,
     ) -> str:
+        _refuse_resources(options)
         num_cpus = 1.0 if options.num_cpus is None else float(options.num_cpus)
         if num_cpus > self.cpus.total:
             raise UsageError(
@@ -271,6 +272,7 @@ class LocalEngine:
         base_dir: Path | None,  # what relative paths are relative to (None: our cwd)
         holder: str | None = None,
     ) -> str:
+        _refuse_resources(options)
         env = self._child_env(options.runtime_env, parent, base_dir)
         with self.changed:
             self._check_open(holder)
@@ -726,6 +728,16 @@ def _shut_down_error(where: str) -> RunenvError:
 
 def _retries(options: CallOptions) -> int:
     return DEFAULT_MAX_RETRIES if options.max_retries is None else options.max_retries
+
+
+def _refuse_resources(options: CallOptions) -> None:
+    if options.resources:
+        raise UsageError(
+            f"resources={options.resources!r}: this machine offers no custom resources, so "
+            "the work could never run",
+            hint="custom resources exist on a Ray cluster (runenv.init(address=...)); "
+            "use num_cpus here",
+        )
 
 
 def _as_env(value: Any, base_dir: Path) -> RuntimeEnv:

@@ -4,8 +4,10 @@ from typing import Any
 
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
+from runenv.ray import translate
 
-class RunenvPlugin(RuntimeEnvPlugin):  # type: ignore[misc]
+
+class RunenvPlugin(RuntimeEnvPlugin):
     name = "runenv"
     priority = 90
 
@@ -20,4 +22,6 @@ class RunenvPlugin(RuntimeEnvPlugin):  # type: ignore[misc]
         return 0
 
     def modify_context(self, uris: list[str], runtime_env: Any, context: Any, logger: Any) -> None:
-        context.env_vars["RUNENV_ACTIVE"] = "1"
+        field = runtime_env["runenv"]
+        context.env_vars.update(field.get("env_vars", {}))
+        context.env_vars[translate.ACTIVE_VARIABLE] = translate.plugin_key(field)

@@ -106,3 +106,14 @@ def from_ray(runtime_env: dict[str, Any] | None) -> RuntimeEnv | None:
     if ray_modules:
         data["py_modules"] = [*data.get("py_modules", []), *ray_modules]
     return RuntimeEnv._from_canonical(data)
+
+
+def plugin_key(field: dict[str, Any]) -> str:
+    """The key of the env in a ``runenv`` field: what the plugin sets ACTIVE_VARIABLE to."""
+    return RuntimeEnv._from_canonical(dict(field)).key
+
+
+def expected_key(runtime_env: dict[str, Any]) -> str | None:
+    """The ACTIVE_VARIABLE a worker started with ``runtime_env`` must see (None: no check)."""
+    field = runtime_env.get(PLUGIN_FIELD)
+    return plugin_key(field) if field else None
