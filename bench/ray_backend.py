@@ -273,6 +273,7 @@ class Footprint:
     env: int  # runenv: the cache entry; Ray: runtime_resources/<tool>/<hash>
     with_uv_cache: int = 0  # runenv: the entry and the node's uv cache together
     uv_cache: int = 0
+    everything: int = 0  # runenv: the node's whole RUNENV_HOME (locks, overlay) and uv cache
 
 
 def du_bytes(*paths: Path) -> int:
@@ -292,7 +293,10 @@ def footprints(system: str, cluster: RayCluster, cold: Cold) -> dict[str, Footpr
             assert isinstance(node, BenchNode)
             entry = runenv_entry(node.runenv_home, Path(prefix))
             found[node.name] = Footprint(
-                du_bytes(entry), du_bytes(entry, node.uv_cache), du_bytes(node.uv_cache)
+                du_bytes(entry),
+                du_bytes(entry, node.uv_cache),
+                du_bytes(node.uv_cache),
+                du_bytes(node.runenv_home, node.uv_cache),
             )
         else:  # <session>/runtime_resources/<tool>/<hash>/virtualenv
             found[node.name] = Footprint(du_bytes(Path(prefix).parent))
@@ -482,7 +486,8 @@ def print_report(results: Results, args: argparse.Namespace) -> None:
             if system == "runenv":
                 extra = (
                     f", with the node's uv cache {human(footprint.with_uv_cache)} "
-                    f"(the uv cache alone {human(footprint.uv_cache)})"
+                    f"(the uv cache alone {human(footprint.uv_cache)}); all of the node's "
+                    f"RUNENV_HOME and uv cache {human(footprint.everything)}"
                 )
             print(f"- disk, {system}, node {node}: env {human(footprint.env)}{extra}")
     for system, samples in results.throughput.items():
