@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,7 @@ def cold_driver(config: dict[str, Any]) -> dict[str, Any]:
         if task_env is not None:
             options["runtime_env"] = task_env
         pending[resource] = remote.options(**options).remote(package.split("==")[0])
+    submitted_s = time.perf_counter() - start
     nodes: dict[str, Any] = {}
     while pending:
         ready, _ = api.wait(list(pending.values()), num_returns=1, timeout=DRIVER_TIMEOUT_S)
@@ -179,7 +181,7 @@ def cold_driver(config: dict[str, Any]) -> dict[str, Any]:
                 nodes[resource] = {**api.get(ref), "seconds": seconds}
                 del pending[resource]
     api.shutdown()
-    return {"init": init_s, "nodes": nodes}
+    return {"init": init_s, "submitted": submitted_s, "nodes": nodes}
 
 
 def throughput_driver(config: dict[str, Any]) -> dict[str, Any]:
@@ -228,8 +230,34 @@ class Cold:
     seconds: float  # NaN when it failed or did not run in the system's env
     per_node: dict[str, float] = field(default_factory=dict)
     init: float = float("nan")
+    submitted: float = float("nan")  # init and the .remote() calls returned
+    agent: dict[str, float] = field(default_factory=dict)  # node -> its env agent's busy span
     prefixes: dict[str, str] = field(default_factory=dict)  # node resource -> sys.prefix
     problem: str = ""
+
+
+def agent_span(node: Node) -> float:
+    """From the first 'Creating runtime env' to the last 'Successfully created' in the node's
+    env agent log (this session): the time its agent spent making envs, all plugins."""
+    log = node.temp_dir / "session_latest" / "logs" / "runtime_env_agent.log"
+    if not log.exists():
+        return float("nan")
+    first = last = None
+    for line in log.read_text(errors="replace").splitlines():
+        if "Creating runtime env" in line and first is None:
+            first = log_time(line)
+        elif "Successfully created runtime env" in line:
+            last = log_time(line)
+    if first is None or last is None:
+        return float("nan")
+    return (last - first).total_seconds()
+
+
+def log_time(line: str) -> datetime | None:
+    try:
+        return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+    except ValueError:
+        return None
 
 
 def measure_cold(cluster: RayCluster, system: str) -> Cold:
@@ -244,6 +272,8 @@ def measure_cold(cluster: RayCluster, system: str) -> Cold:
         max(node["seconds"] for node in nodes.values()),
         {resource: node["seconds"] for resource, node in nodes.items()},
         result["init"],
+        result["submitted"],
+        {node.name: agent_span(node) for node in cluster.nodes},
         {resource: node["prefix"] for resource, node in nodes.items()},
     )
     for node in cluster.nodes:
@@ -502,7 +532,11 @@ def cold_detail(cold: Cold) -> str:
     if cold.problem and cold.seconds != cold.seconds and not cold.per_node:
         return f"FAILED ({cold.problem})"
     nodes = ", ".join(f"{name.removeprefix('node_')} {s:.2f}" for name, s in cold.per_node.items())
-    text = f"{cold.seconds:.2f} s (init {cold.init:.2f}; {nodes})"
+    agents = ", ".join(f"{name} {s:.2f}" for name, s in cold.agent.items())
+    text = (
+        f"{cold.seconds:.2f} s (init {cold.init:.2f}, submitted {cold.submitted:.2f}; "
+        f"results: {nodes}; env agents busy: {agents})"
+    )
     return text + (f" NOT COUNTED: {cold.problem}" if cold.problem else "")
 
 
