@@ -556,18 +556,22 @@ def step(what: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="cold/restart runs per system")
-    parser.add_argument("--tasks", type=int, default=2000, help="tasks and calls per round")
-    parser.add_argument("--rounds", type=int, default=5, help="throughput rounds per side")
+    parser.add_argument("--repeat", type=int, help="cold/restart runs per system (3)")
+    parser.add_argument("--tasks", type=int, help="tasks and calls per round (2000; 0: none)")
+    parser.add_argument("--rounds", type=int, help="throughput rounds per side (5)")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="e.g. runenv,pip")
-    parser.add_argument("--quick", action="store_true", help="1 repeat, 200 tasks, 1 round")
+    parser.add_argument(
+        "--quick", action="store_true", help="defaults of 1 repeat, 200 tasks, 1 round"
+    )
     parser.add_argument("--driver", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver:
         driver_main(json.loads(args.driver))
         return
-    if args.quick:
-        args.repeat, args.tasks, args.rounds = 1, 200, 1
+    defaults = (1, 200, 1) if args.quick else (3, 2000, 5)
+    for name, default in zip(("repeat", "tasks", "rounds"), defaults, strict=True):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     began = time.perf_counter()
     print(machine_facts())
     print(f"package {PACKAGE}; {args.repeat} cold runs per system; {args.tasks} tasks per round")
