@@ -56,7 +56,7 @@ from raycluster import Node, RayCluster  # noqa: E402
 PACKAGE = "six==1.16.0"
 DISTRIBUTION, VERSION = PACKAGE.split("==")
 SYSTEMS = ("runenv", "pip", "uv")  # runenv's plugin, Ray's `pip` field, Ray's `uv` field
-DRIVER_TIMEOUT_S = 900.0
+DRIVER_TIMEOUT_S = 600.0
 RESULT_MARK = "BENCH-RESULT "
 
 GOAL_COLD = 5.0  # runenv at least 5x faster than Ray for a cold env
@@ -94,6 +94,33 @@ def new_cluster(root: Path) -> RayCluster:
     return RayCluster(root, nodes)
 
 
+def start_healthy(cluster: RayCluster, restart: bool = False, attempts: int = 3) -> None:
+    """Start (or restart) the cluster until every node's raylet is alive after it started.
+    On a machine where other clusters start too, a port picked free can be taken before a
+    node's agent binds it: that node's raylet exits at once, and a task pinned there waits."""
+    for attempt in range(attempts):
+        if restart or attempt:
+            cluster.restart()
+        else:
+            cluster.start()
+        dead = [node.name for node in cluster.nodes if not raylet_alive(cluster, node)]
+        if not dead:
+            return
+        step(f"node(s) {', '.join(dead)} died at start (a port taken?): starting again")
+    raise RuntimeError(f"the cluster did not come up healthy in {attempts} attempts")
+
+
+def raylet_alive(cluster: RayCluster, node: Node) -> bool:
+    for pid in cluster.processes(node):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"/raylet/raylet" in command:
+            return True
+    return False
+
+
 def remove_cluster(cluster: RayCluster) -> None:
     """Kill the nodes by pid, then delete their dirs (Ray's envs are ~0.7 GiB each here)."""
     cluster.stop()
@@ -114,14 +141,17 @@ def run_driver(cluster: RayCluster, config: dict[str, Any]) -> dict[str, Any]:
     config = {**config, "address": cluster.address}
     workdir = cluster.root / "driver"
     workdir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, str(HERE), "--driver", json.dumps(config)],
-        env=driver_environment(cluster),
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=DRIVER_TIMEOUT_S,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, str(HERE), "--driver", json.dumps(config)],
+            env=driver_environment(cluster),
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=DRIVER_TIMEOUT_S + 60,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"the driver ran over {DRIVER_TIMEOUT_S + 60:.0f} s"}
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
             result: dict[str, Any] = json.loads(line.removeprefix(RESULT_MARK))
@@ -176,6 +206,8 @@ def cold_driver(config: dict[str, Any]) -> dict[str, Any]:
     while pending:
         ready, _ = api.wait(list(pending.values()), num_returns=1, timeout=DRIVER_TIMEOUT_S)
         seconds = time.perf_counter() - start
+        if not ready:
+            raise TimeoutError(f"no result from {sorted(pending)} in {DRIVER_TIMEOUT_S:.0f} s")
         for resource, ref in list(pending.items()):
             if ref in ready:
                 nodes[resource] = {**api.get(ref), "seconds": seconds}
@@ -366,8 +398,7 @@ class Results:
     throughput: dict[str, list[Any]] = field(default_factory=dict)
 
 
-def run(args: argparse.Namespace, scratch: Path) -> Results:
-    results = Results()
+def run(args: argparse.Namespace, scratch: Path, results: Results) -> None:
     systems = [s for s in SYSTEMS if s in args.systems.split(",")]
     for repeat in range(args.repeat):
         rotated = systems[repeat % len(systems) :] + systems[: repeat % len(systems)]
@@ -376,20 +407,19 @@ def run(args: argparse.Namespace, scratch: Path) -> Results:
             cluster = new_cluster(scratch / f"{system}-{repeat}")
             try:
                 step(f"repeat {repeat + 1}/{args.repeat}, {system}: starting a new cluster")
-                cluster.start()
+                start_healthy(cluster)
                 step(f"{system}: cold env")
                 cold = measure_cold(cluster, system)
                 results.cold.setdefault(system, []).append(cold)
                 if system not in results.disk or not results.disk[system]:
                     results.disk[system] = footprints(system, cluster, cold)
                 step(f"{system}: restarting the cluster")
-                cluster.restart()
+                start_healthy(cluster, restart=True)
                 results.restarted.setdefault(system, []).append(measure_cold(cluster, system))
                 if last and args.tasks:
                     results.throughput = measure_throughput(cluster, args.tasks, args.rounds)
             finally:
                 remove_cluster(cluster)
-    return results
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -575,8 +605,12 @@ def main() -> None:
     began = time.perf_counter()
     print(machine_facts())
     print(f"package {PACKAGE}; {args.repeat} cold runs per system; {args.tasks} tasks per round")
-    with tempfile.TemporaryDirectory(prefix="rb-ray-") as scratch:
-        results = run(args, Path(scratch))
+    results = Results()
+    try:
+        with tempfile.TemporaryDirectory(prefix="rb-ray-") as scratch:
+            run(args, Path(scratch), results)
+    except (KeyboardInterrupt, RuntimeError) as stopped:
+        print(f"STOPPED EARLY ({type(stopped).__name__}: {stopped}): partial results")
     print_report(results, args)
     load = " ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"\n(whole run: {time.perf_counter() - began:.0f} s; load average at the end: {load})")
