@@ -99,10 +99,14 @@ def start_healthy(cluster: RayCluster, restart: bool = False, attempts: int = 3)
     On a machine where other clusters start too, a port picked free can be taken before a
     node's agent binds it: that node's raylet exits at once, and a task pinned there waits."""
     for attempt in range(attempts):
-        if restart or attempt:
-            cluster.restart()
-        else:
-            cluster.start()
+        try:
+            if restart or attempt:
+                cluster.restart()
+            else:
+                cluster.start()
+        except RuntimeError as error:  # e.g. `ray start` itself lost a port
+            step(f"the cluster did not start ({str(error).splitlines()[0]}): starting again")
+            continue
         dead = [node.name for node in cluster.nodes if not raylet_alive(cluster, node)]
         if not dead:
             return
