@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,11 +93,15 @@ class RayCluster:
         self.env = base_environment(root)
         self.port = free_port()
         self.dashboard_port = free_port()
-        self.client_port = 0
+        self.client_port = free_port()
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def client_address(self) -> str:
+        return f"ray://127.0.0.1:{self.client_port}"
 
     @property
     def dashboard_url(self) -> str:
@@ -108,7 +113,11 @@ class RayCluster:
 
     def start(self) -> RayCluster:
         for node in self.nodes:
-            self._start_node(node)
+            try:
+                self._start_node(node)
+            except RuntimeError:  # a loaded machine can miss Ray's start-up deadlines: once more
+                self.stop_node(node)
+                self._start_node(node)
         self.wait_for_nodes(len(self.nodes))
         return self
 
@@ -141,7 +150,7 @@ class RayCluster:
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={self.dashboard_port}",
-                f"--ray-client-server-port={free_port()}",
+                f"--ray-client-server-port={self.client_port}",
             ]
         else:
             argv += [f"--address={self.address}", "--node-ip-address=127.0.0.1"]
@@ -205,12 +214,18 @@ class RayCluster:
         raise RuntimeError(f"processes of node {node.name} survived SIGKILL: {pids}")
 
     def stop(self) -> None:
+        """Every node stopped; their Ray temp dirs (logs, sockets) removed."""
+        self._kill_all()
+        for node in self.nodes:
+            shutil.rmtree(node.temp_dir, ignore_errors=True)
+
+    def _kill_all(self) -> None:
         for node in reversed(self.nodes):
             self.stop_node(node)
 
     def restart(self) -> None:
         """Every node stopped and started again: a new Ray session, the same RUNENV_HOMEs."""
-        self.stop()
+        self._kill_all()
         self.port = free_port()
         self.dashboard_port = free_port()
         self.start()

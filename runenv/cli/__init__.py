@@ -45,7 +45,13 @@ def _run_click(args: list[str]) -> None:
     import typer
 
     # Importing the command modules registers their commands on ``app``.
-    from runenv.cli import env_commands, job_commands, package_commands, run_commands  # noqa: F401
+    from runenv.cli import (  # noqa: F401
+        env_commands,
+        job_commands,
+        package_commands,
+        ray_commands,
+        run_commands,
+    )
     from runenv.cli.app import app
 
     command = typer.main.get_command(app)

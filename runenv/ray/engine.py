@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ import cloudpickle
 from runenv import settings
 from runenv.core.refs import ActorHandle, ObjectRef
 from runenv.core.runtime import CallOptions, FunctionSpec
-from runenv.errors import RunenvError, UsageError, UsageTypeError
+from runenv.errors import RunenvError, RuntimeEnvSetupError, SpecError, UsageError, UsageTypeError
 from runenv.ray import errors, translate, worker
 from runenv.ray.envs import RayEnvs, mode_setting
 from runenv.ray.handles import TABLE, install_reducers, remove_reducers
@@ -56,6 +57,7 @@ class RayEngine:
         self._owns_ray = owns_ray
         self._lock = threading.Lock()
         self._functions: dict[str, Any] = {}  # spec id -> Ray remote function or actor class
+        self._failed_actors: dict[str, RuntimeEnvSetupError] = {}
         self._calls: OrderedDict[tuple[str, int], tuple[CallOptions, Any]] = OrderedDict()
         install_reducers()
 
@@ -83,7 +85,15 @@ class RayEngine:
         if job_env is None:  # a Ray job's driver: its env is the job's, which Ray passes down
             job_env = translate.from_ray(dict(ray.get_runtime_context().runtime_env or {}))
         envs = RayEnvs(job_env, detect_mode, explicit=explicit)
-        return cls(envs, driver=True, owns_ray=owns)
+        engine = cls(envs, driver=True, owns_ray=owns)
+        try:
+            # Packaged and locked now, as ray.init uploads its working_dir: the job runs
+            # what it was started with, and a bad env fails here.
+            envs.job_env()
+        except BaseException:
+            engine.shutdown()
+            raise
+        return engine
 
     @classmethod
     def in_worker(cls) -> RayEngine:
@@ -102,7 +112,12 @@ class RayEngine:
         options: CallOptions,
     ) -> str:
         TABLE.drain()
-        remote = self._call(function, options, self._task_options)
+        try:
+            remote = self._call(function, options, self._task_options)
+        except _INPUT_ERRORS:
+            raise
+        except RunenvError as error:  # preparing its env failed: its get raises, as embedded
+            return self._failed(_setup_error(f"task {function.name}", error))
         ray_ref = self._ray_call(remote.remote, args, kwargs)
         return TABLE.add_object(ray_ref)
 
@@ -110,7 +125,14 @@ class RayEngine:
         self, cls: FunctionSpec, args: Sequence[Any], kwargs: dict[str, Any], options: CallOptions
     ) -> str:
         TABLE.drain()
-        remote = self._call(cls, options, self._actor_options)
+        try:
+            remote = self._call(cls, options, self._actor_options)
+        except _INPUT_ERRORS:
+            raise
+        except RunenvError as error:  # an actor whose env failed: every call raises it
+            actor_id = f"failed-{uuid.uuid4().hex}"
+            self._failed_actors[actor_id] = _setup_error(f"actor {cls.name}", error)
+            return actor_id
         handle = self._ray_call(remote.remote, args, kwargs)
         return TABLE.add_actor(handle, cls.name, cls.methods)
 
@@ -118,8 +140,16 @@ class RayEngine:
         self, actor_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> str:
         TABLE.drain()
+        failure = self._failed_actors.get(actor_id)
+        if failure is not None:
+            return self._failed(failure)
         bound = getattr(TABLE.actor(actor_id), method)
         return TABLE.add_object(self._ray_call(bound.remote, args, kwargs))
+
+    def _failed(self, error: RuntimeEnvSetupError) -> str:
+        """An object whose get raises ``error`` (and so does any work that takes it)."""
+        failed = _ray().remote(worker.raise_error).options(num_cpus=0, max_retries=0)
+        return TABLE.add_object(failed.remote(error))
 
     def _call(
         self,
@@ -232,6 +262,8 @@ class RayEngine:
     def kill(self, actor_id: str) -> None:
         """Kill the actor and return once it is dead, as on the embedded engine (Ray's kill
         only asks: a call made right after it could still run)."""
+        if self._failed_actors.pop(actor_id, None) is not None:
+            return
         ray = _ray()
         TABLE.drain()
         ray.kill(TABLE.actor(actor_id), no_restart=True)
@@ -264,6 +296,19 @@ class RayEngine:
         remove_reducers()
         if self._owns_ray:
             _ray().shutdown()
+
+
+# Errors in what the caller wrote, raised at once (as the embedded engine does); any other
+# failure to prepare an env is the work's setup failure, raised by get().
+_INPUT_ERRORS = (SpecError, UsageError, UsageTypeError)
+
+
+def _setup_error(where: str, error: RunenvError) -> RuntimeEnvSetupError:
+    return RuntimeEnvSetupError(
+        f"{where}: runtime env setup failed: {error.message}",
+        hint=error.hint,
+        log_path=getattr(error, "log_path", None),
+    )
 
 
 def _wrapped(spec: FunctionSpec) -> Any:

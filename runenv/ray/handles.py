@@ -112,12 +112,15 @@ def _reduce_actor(actor_id: str) -> tuple[Any, ...]:
 
 
 # In a Ray worker, arguments are unpickled before runenv's task body installs the worker's
-# engine; the table is the process's own, so the handles are ready for it.
+# engine; the table is the process's own, so the handles are ready for it. A process that
+# rebuilds handles pickles them back as Ray's too (the Ray Client's server does both).
 
 
 def _rebuild_object(ray_ref: Any) -> ObjectRef:
+    install_reducers()
     return ObjectRef(TABLE.add_object(ray_ref))
 
 
 def _rebuild_actor(ray_handle: Any, class_name: str, methods: tuple[str, ...]) -> ActorHandle:
+    install_reducers()
     return ActorHandle(TABLE.add_actor(ray_handle, class_name, methods), class_name, methods)

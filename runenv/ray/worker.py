@@ -80,3 +80,8 @@ def actor_class(cls: type, start_engine: EngineStarter) -> type:
         original_init(self, *args, **kwargs)
 
     return type(cls.__name__, (cls,), {"__init__": __init__, "__qualname__": cls.__qualname__})
+
+
+def raise_error(error: BaseException) -> None:
+    """A task that fails with ``error``: the result of work whose env could not be prepared."""
+    raise error

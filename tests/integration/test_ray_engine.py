@@ -160,6 +160,21 @@ def test_a_node_without_the_plugin_fails_clearly_never_the_base_env() -> None:
         runenv.get(Pinned.remote().ping.remote(), timeout=120)
 
 
+@runenv.remote
+def first_plus_one(refs: list[runenv.ObjectRef]) -> int:
+    return int(runenv.get(refs[0])) + 1
+
+
+def test_through_the_ray_client(
+    cluster: RayCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS")
+    (tmp_path / "data.txt").write_text("through the client")
+    runenv.init(address=cluster.client_address, runtime_env={"working_dir": str(tmp_path)})
+    assert runenv.get(suite.read_file.remote("data.txt")) == "through the client"
+    assert runenv.get(first_plus_one.remote([runenv.put(41)])) == 42  # a nested ref
+
+
 def test_killed_actor() -> None:
     runenv.init()
     counter = suite.Counter.remote()
@@ -185,3 +200,41 @@ def test_custom_resources_are_refused_by_the_embedded_engine(
 def test_num_cpus_cannot_be_given_for_a_cluster() -> None:
     with pytest.raises(UsageError, match="num_cpus"):
         runenv.init(num_cpus=2)
+
+
+# --- stock mode: a cluster without runenv's plugin ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stock_cluster(
+    cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RayCluster]:
+    cluster.stop()  # one cluster at a time on this small machine
+    root = tmp_path_factory.mktemp("ray-stock")
+    started = RayCluster(root, [Node("s", root / "s", head=True, plugin=False)]).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def test_stock_cluster_gets_rays_own_fields_with_the_locked_pins(
+    stock_cluster: RayCluster,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    wheels: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    use_cluster(stock_cluster, monkeypatch, tmp_path)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "data.txt").write_text("stock")
+    env = {**suite.pinned(wheels, "runenv-demo-a"), "env_vars": {"A": "job"}}
+    runenv.init(runtime_env={**env, "working_dir": str(code)})
+    build_wheel(wheels, "runenv-demo-a", "3.0")  # after the lock: never installed
+    version, python = runenv.get(demo_version_and_python.remote(), timeout=300)
+    assert version == "2.0"
+    assert "runtime_resources" in python  # Ray's own pip env, built by Ray on the node
+    assert runenv.get(suite.read_file.remote("data.txt")) == "stock"
+    assert runenv.get(where.remote("A"))["A"] == "job"
+    assert capfd.readouterr().err.count("stock mode") == 1  # said once
