@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -267,26 +268,37 @@ class Cold:
     per_node: dict[str, float] = field(default_factory=dict)
     init: float = float("nan")
     submitted: float = float("nan")  # init and the .remote() calls returned
-    agent: dict[str, float] = field(default_factory=dict)  # node -> its env agent's busy span
+    agent: dict[str, dict[str, float]] = field(default_factory=dict)  # node -> env -> seconds
     prefixes: dict[str, str] = field(default_factory=dict)  # node resource -> sys.prefix
     problem: str = ""
 
 
-def agent_span(node: Node) -> float:
-    """From the first 'Creating runtime env' to the last 'Successfully created' in the node's
-    env agent log (this session): the time its agent spent making envs, all plugins."""
+def agent_creations(node: Node) -> dict[str, float]:
+    """Seconds the node's env agent took to create each env (this session), from its log:
+    'Creating runtime env: <env> with timeout' to 'Successfully created runtime env: <env>,'.
+    Keyed 'probe' (runenv's check that the plugin acts on the node) or by the env's field."""
     log = node.temp_dir / "session_latest" / "logs" / "runtime_env_agent.log"
-    if not log.exists():
-        return float("nan")
-    first = last = None
-    for line in log.read_text(errors="replace").splitlines():
-        if "Creating runtime env" in line and first is None:
-            first = log_time(line)
-        elif "Successfully created runtime env" in line:
-            last = log_time(line)
-    if first is None or last is None:
-        return float("nan")
-    return (last - first).total_seconds()
+    begun: dict[str, datetime] = {}
+    took: dict[str, float] = {}
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    for line in lines:
+        stamp = log_time(line)
+        creating = re.search(r"Creating runtime env: (.*) with timeout", line)
+        created = re.search(r"Successfully created runtime env: (.*?), context:", line)
+        if stamp and creating:
+            begun.setdefault(creating[1], stamp)
+        elif stamp and created and created[1] in begun:
+            env = created[1]
+            label = "probe" if "RUNENV_PROBE" in env else env_label(env)
+            took[label] = took.get(label, 0.0) + (stamp - begun.pop(env)).total_seconds()
+    return took
+
+
+def env_label(env: str) -> str:
+    for name in ("runenv", "pip", "uv"):
+        if f'"{name}"' in env:
+            return name
+    return "other"
 
 
 def log_time(line: str) -> datetime | None:
@@ -309,7 +321,7 @@ def measure_cold(cluster: RayCluster, system: str) -> Cold:
         {resource: node["seconds"] for resource, node in nodes.items()},
         result["init"],
         result["submitted"],
-        {node.name: agent_span(node) for node in cluster.nodes},
+        {node.name: agent_creations(node) for node in cluster.nodes},
         {resource: node["prefix"] for resource, node in nodes.items()},
     )
     for node in cluster.nodes:
@@ -566,10 +578,13 @@ def cold_detail(cold: Cold) -> str:
     if cold.problem and cold.seconds != cold.seconds and not cold.per_node:
         return f"FAILED ({cold.problem})"
     nodes = ", ".join(f"{name.removeprefix('node_')} {s:.2f}" for name, s in cold.per_node.items())
-    agents = ", ".join(f"{name} {s:.2f}" for name, s in cold.agent.items())
+    agents = ", ".join(
+        f"{name}: " + " + ".join(f"{env} {s:.2f}" for env, s in envs.items())
+        for name, envs in cold.agent.items()
+    )
     text = (
         f"{cold.seconds:.2f} s (init {cold.init:.2f}, submitted {cold.submitted:.2f}; "
-        f"results: {nodes}; env agents busy: {agents})"
+        f"results: {nodes}; env agents' creation: {agents})"
     )
     return text + (f" NOT COUNTED: {cold.problem}" if cold.problem else "")
 
