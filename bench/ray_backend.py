@@ -486,6 +486,8 @@ def speed_rows(results: Results) -> list[Row]:
 
 def throughput_rows(results: Results) -> list[Row]:
     rows: list[Row] = []
+    if not results.throughput:
+        return rows
     for key, name in (
         ("tasks/s", "tasks/s, submitted then gathered"),
         ("calls/s", "actor calls/s"),
