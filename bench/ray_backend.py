@@ -1,6 +1,6 @@
 """Ray backend benchmark: runenv on a real 2-node Ray cluster against Ray's own fields, one run.
 
-    .venv/bin/python bench/ray_backend.py            # full run, ~15 min on a quiet 2-core machine
+    .venv/bin/python bench/ray_backend.py            # full run (3 repeats), ~15-25 min on 2 cores
     .venv/bin/python bench/ray_backend.py --quick    # smoke run: 1 repeat, 200 tasks
 
 The script starts every cluster itself (tests/raycluster.py: one `ray start` per node, 1 CPU
