@@ -33,7 +33,7 @@ test: lint
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/packaging.py
 
-# runenv on a 2-node Ray cluster it starts (~15 min on a quiet machine; QUICK=1: a smoke run)
+# runenv on a 2-node Ray cluster it starts (~15-25 min on 2 cores; QUICK=1: a ~4 min smoke run)
 bench-ray: $(VENV)/.installed-test
 	$(BIN)/python bench/ray_backend.py $(if $(QUICK),--quick)
 

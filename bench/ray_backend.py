@@ -127,7 +127,7 @@ def raylet_alive(cluster: RayCluster, node: Node) -> bool:
 
 
 def remove_cluster(cluster: RayCluster) -> None:
-    """Kill the nodes by pid, then delete their dirs (Ray's envs are ~0.7 GiB each here)."""
+    """Kill the nodes by pid, then delete their dirs (Ray's envs are ~0.6 GiB each here)."""
     cluster.stop()
     for node in cluster.nodes:
         shutil.rmtree(node.temp_dir, ignore_errors=True)
