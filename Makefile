@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-ray clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "runenv needs Python 3.10+"'
@@ -32,6 +32,10 @@ test: lint
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/packaging.py
+
+# runenv on a 2-node Ray cluster it starts (~15-25 min on 2 cores; QUICK=1: a ~4 min smoke run)
+bench-ray: $(VENV)/.installed-test
+	$(BIN)/python bench/ray_backend.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
