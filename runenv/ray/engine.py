@@ -111,7 +111,6 @@ class RayEngine:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> str:
-        TABLE.drain()
         try:
             remote = self._call(function, options, self._task_options)
         except _INPUT_ERRORS:
@@ -139,12 +138,11 @@ class RayEngine:
     def submit_actor_task(
         self, actor_id: str, method: str, args: Sequence[Any], kwargs: dict[str, Any]
     ) -> str:
-        TABLE.drain()
         failure = self._failed_actors.get(actor_id)
         if failure is not None:
             return self._failed(failure)
-        bound = getattr(TABLE.actor(actor_id), method)
-        return TABLE.add_object(self._ray_call(bound.remote, args, kwargs))
+        bound = TABLE.method(actor_id, method)
+        return TABLE.add_object(self._ray_call(bound.remote, args, kwargs))  # which drains
 
     def _failed(self, error: RuntimeEnvSetupError) -> str:
         """An object whose get raises ``error`` (and so does any work that takes it)."""

@@ -27,9 +27,9 @@ class HandleTable:
         self._lock = threading.Lock()
         self._counts = LocalCounts()
         self._objects: dict[str, Any] = {}  # runenv object id -> ray.ObjectRef
-        self._actors: dict[
-            str, tuple[Any, str, tuple[str, ...]]
-        ] = {}  # id -> handle, class, methods
+        # actor id -> Ray's handle, class name, methods
+        self._actors: dict[str, tuple[Any, str, tuple[str, ...]]] = {}
+        self._bound: dict[tuple[str, str], Any] = {}  # (actor id, method) -> Ray's bound method
 
     def drain(self) -> None:
         """Forget the Ray references no runenv handle names any more."""
@@ -40,7 +40,10 @@ class HandleTable:
         for key, change in self._counts.drain():
             if change < 0:
                 if key.startswith(ACTOR_PREFIX):
-                    self._actors.pop(key.removeprefix(ACTOR_PREFIX), None)
+                    actor_id = key.removeprefix(ACTOR_PREFIX)
+                    entry = self._actors.pop(actor_id, None)
+                    for name in entry[2] if entry else ():
+                        self._bound.pop((actor_id, name), None)
                 else:
                     self._objects.pop(key, None)
 
@@ -69,6 +72,15 @@ class HandleTable:
             )
         return found
 
+    def method(self, actor_id: str, name: str) -> Any:
+        """Ray's bound method ``name`` of the actor, made once per actor (Ray makes a new one
+        on every attribute access)."""
+        bound = self._bound.get((actor_id, name))
+        if bound is None:
+            bound = getattr(self.actor(actor_id), name)
+            self._bound[(actor_id, name)] = bound
+        return bound
+
     def actor(self, actor_id: str) -> Any:
         found = self._actors.get(actor_id)
         if found is None:
@@ -89,6 +101,7 @@ class HandleTable:
         with self._lock:
             self._objects.clear()
             self._actors.clear()
+            self._bound.clear()
 
 
 # The table of this process; the reducers below need it while Ray pickles.
