@@ -389,10 +389,21 @@ _probed: dict[frozenset[str], dict[str, bool]] = {}  # answers by the set of nod
 
 
 def _probe_nodes() -> dict[str, bool]:
+    """Whether each alive node has the plugin: from the GCS records the plugins leave at
+    start, and for nodes without one, from a probe task (a node may run an older runenv)."""
     ray = _ray()
+    from ray.experimental.internal_kv import _internal_kv_exists
+
     nodes = frozenset(node["NodeID"] for node in ray.nodes() if node["Alive"])
     if nodes not in _probed:
-        _probed[nodes] = _ask_nodes(sorted(nodes))
+        namespace = translate.REGISTRY_NAMESPACE
+        known = {
+            n for n in nodes if _internal_kv_exists(translate.registry_key(n), namespace=namespace)
+        }
+        answers = dict.fromkeys(known, True)
+        if known != nodes:
+            answers.update(_ask_nodes(sorted(nodes - known)))
+        _probed[nodes] = answers
     return _probed[nodes]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +29,7 @@ from ray._private.runtime_env.context import RuntimeEnvContext
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
 from runenv.errors import EnvSetupError, RunenvError
-from runenv.ray import node, overlay
+from runenv.ray import node, overlay, translate
 from runenv.ray.translate import PLUGIN_FIELD, PLUGIN_PRIORITY
 from runenv.spec import RuntimeEnv
 
@@ -43,8 +44,10 @@ class RunenvPlugin(RuntimeEnvPlugin):
         # URI -> its build in progress: setups of the same env at once (a job's supervisor and
         # its driver differ in Ray's env_vars, not in runenv's field) share one build.
         self._building: dict[str, asyncio.Future[node.NodeEnv]] = {}
-        # The agent starts with `ray start`: find Ray's requirements (~0.4 s) before any task.
+        # The agent starts with `ray start`: find Ray's requirements (~0.4 s) before any task,
+        # and say in the GCS that this node has the plugin (drivers then skip their probe).
         threading.Thread(target=overlay.warm_up, name="runenv-overlay", daemon=True).start()
+        threading.Thread(target=register_node, name="runenv-register", daemon=True).start()
 
     @staticmethod
     def validate(runtime_env_dict: dict[str, Any]) -> None:
@@ -128,6 +131,37 @@ class RunenvPlugin(RuntimeEnvPlugin):
         node.release_env(ready)
         logger.info("runenv: %s no longer used by Ray here: its cache leases are released", uri)
         return float(self._sizes.pop(uri, 0))  # what Ray counted; the entry stays in the cache
+
+
+def register_node(argv: list[str] | None = None) -> bool:
+    """Record in the GCS's KV store that this node's agent has runenv's plugin (best effort:
+    a driver that finds no record asks the node with a probe task instead)."""
+    given = _agent_options(sys.argv if argv is None else argv)
+    address, node_id = given.get("--gcs-address"), given.get("--node-id")
+    if not address or not node_id:
+        return False
+    try:
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]
+
+        client = GcsClient(address=address, cluster_id=given.get("--cluster-id-hex"))
+        key = translate.registry_key(node_id).encode()
+        client.internal_kv_put(key, b"1", True, translate.REGISTRY_NAMESPACE.encode())
+    except Exception:  # the probe still works
+        logging.getLogger(__name__).warning("runenv: could not register the plugin in the GCS")
+        return False
+    return True
+
+
+def _agent_options(argv: list[str]) -> dict[str, str]:
+    """``--name=value`` and ``--name value`` options of the runtime env agent's command line."""
+    options: dict[str, str] = {}
+    for index, word in enumerate(argv):
+        if word.startswith("--") and "=" in word:
+            name, value = word.split("=", 1)
+            options[name] = value
+        elif word.startswith("--") and index + 1 < len(argv):
+            options[word] = argv[index + 1]
+    return options
 
 
 def _setup_error(key: str, error: RunenvError) -> EnvSetupError:

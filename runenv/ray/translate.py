@@ -27,6 +27,14 @@ PLUGIN_PRIORITY = 90  # above Ray's built-in pip/uv/py_executable handling (10)
 
 Mode = Literal["plugin", "stock"]
 
+# Where each node's plugin says it is there: a key per node in the GCS's KV store, so that a
+# driver learns which nodes have the plugin without starting a probe on each.
+REGISTRY_NAMESPACE = "runenv"
+
+
+def registry_key(node_id: str) -> str:
+    return f"plugin:{node_id}"
+
 
 def plugins_variable_value() -> str:
     """The value of ``RAY_RUNTIME_ENV_PLUGINS`` that registers runenv's plugin on a node."""

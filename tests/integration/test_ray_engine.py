@@ -145,6 +145,33 @@ def test_every_node_installs_the_locked_versions(cluster: RayCluster, wheels: Pa
     assert second[1].startswith(str(cluster.nodes[1].runenv_home))
 
 
+@runenv.remote
+def node_id() -> str:
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
+
+
+def test_nodes_with_the_plugin_say_so_in_the_gcs() -> None:
+    from ray.experimental.internal_kv import _internal_kv_exists
+
+    from runenv.ray import translate
+
+    runenv.init()
+    ids = runenv.get([node_id.options(**on(name, num_cpus=0)).remote() for name in "abc"])
+    deadline = time.monotonic() + 60  # the agents register in the background when they start
+    registered: list[bool] = []
+    while time.monotonic() < deadline:
+        registered = [
+            _internal_kv_exists(translate.registry_key(n), namespace=translate.REGISTRY_NAMESPACE)
+            for n in ids
+        ]
+        if registered[:2] == [True, True]:
+            break
+        time.sleep(0.1)  # polling the GCS, which has no waiter for a key
+    assert registered == [True, True, False]  # node c has no plugin
+
+
 def test_a_node_without_the_plugin_fails_clearly_never_the_base_env() -> None:
     runenv.init(runtime_env={"env_vars": {"A": "job"}})
     with pytest.raises(RuntimeEnvSetupError, match="has no runenv plugin"):
