@@ -37,12 +37,16 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     runenv.shutdown()
 
 
-@pytest.fixture
-def wheels(tmp_path: Path) -> Path:
-    directory = tmp_path / "wheels"
+def demo_wheels(directory: Path) -> Path:
+    """Two versions of one package, for envs that must each see their own."""
     build_wheel(directory, "runenv-demo-a", "1.0")
     build_wheel(directory, "runenv-demo-a", "2.0")
     return directory
+
+
+@pytest.fixture
+def wheels(tmp_path: Path) -> Path:
+    return demo_wheels(tmp_path / "wheels")
 
 
 def pinned(wheels: Path, requirement: str) -> dict[str, object]:

@@ -92,10 +92,7 @@ def engine(cluster: RayCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 @pytest.fixture
 def wheels(tmp_path: Path) -> Path:
-    directory = tmp_path / "wheels"
-    build_wheel(directory, "runenv-demo-a", "1.0")
-    build_wheel(directory, "runenv-demo-a", "2.0")
-    return directory
+    return suite.demo_wheels(tmp_path / "wheels")
 
 
 @runenv.remote
