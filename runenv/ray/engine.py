@@ -86,6 +86,8 @@ class RayEngine:
             job_env = translate.from_ray(dict(ray.get_runtime_context().runtime_env or {}))
         envs = RayEnvs(job_env, detect_mode, explicit=explicit)
         engine = cls(envs, driver=True, owns_ray=owns)
+        if not explicit:
+            return engine
         try:
             # Packaged and locked now, as ray.init uploads its working_dir: the job runs
             # what it was started with, and a bad env fails here.
