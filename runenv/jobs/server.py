@@ -29,7 +29,9 @@ from runenv.spec import RuntimeEnv
 from runenv.storage import Store
 
 
-def create_app(token: str | None = None, manager: JobManager | None = None) -> Starlette:
+def create_app(
+    token: str | None = None, manager: JobManager | None = None, host: str = "127.0.0.1"
+) -> Starlette:
     api = _JobApi(manager or JobManager(), Store(settings.default_store_uri()))
     routes = [
         Route("/api/version", api.version, methods=["GET"]),
@@ -45,6 +47,7 @@ def create_app(token: str | None = None, manager: JobManager | None = None) -> S
     ]
     app = Starlette(routes=routes, exception_handlers={Exception: _error_response})
     app.add_middleware(_TokenCheck, token=token)
+    app.add_middleware(_BrowserGuard, hosts=_allowed_hosts(host))  # first: before the token
     return app
 
 
@@ -59,6 +62,17 @@ class _JobApi:
         return JSONResponse({"version": __version__, "store_uri": self.store.base_uri})
 
     async def submit(self, request: Request) -> Response:
+        # A browser can send text/plain cross-site without asking first; JSON it cannot.
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return JSONResponse(
+                {
+                    "error": "a job is submitted as application/json, "
+                    f"not {content_type or 'a body without a type'}",
+                    "hint": "send the body with Content-Type: application/json",
+                },
+                status_code=415,
+            )
         body = await request.json()
         submission = Submission(
             entrypoint=str(body.get("entrypoint", "")),
@@ -173,6 +187,60 @@ class _TokenCheck:
         await self.app(scope, receive, send)
 
 
+class _BrowserGuard:
+    """What stops a web page in the user's browser: a request whose ``Origin`` is not this
+    server's own, or whose ``Host`` is not an address it listens on (DNS rebinding), is refused
+    before anything runs. Clients that are not browsers send no Origin."""
+
+    def __init__(self, app: Any, hosts: frozenset[str] | None) -> None:
+        self.app = app
+        self.hosts = hosts  # None: listening on every address
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = dict(scope.get("headers") or [])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin")
+            problem = None
+            if self.hosts is not None and _hostname(host) not in self.hosts:
+                problem = f"Host {host!r} is not an address this server listens on"
+            elif origin is not None and origin.decode("latin-1") not in _own_origins(host):
+                problem = f"Origin {origin.decode('latin-1')!r} is not this server's"
+            if problem is not None:
+                response = JSONResponse(
+                    {
+                        "error": f"refused: {problem}",
+                        "hint": "call the API from a client, "
+                        "not from a web page, at the address the server listens on",
+                    },
+                    status_code=403,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _allowed_hosts(listen_host: str) -> frozenset[str] | None:
+    try:
+        address = ipaddress.ip_address(listen_host)
+    except ValueError:
+        return frozenset({listen_host.lower(), "localhost", "127.0.0.1", "::1"})
+    if address.is_unspecified:
+        return None
+    loopback = {"localhost", "127.0.0.1", "::1"} if address.is_loopback else set()
+    return frozenset({str(address), *loopback})
+
+
+def _hostname(host_header: str) -> str:
+    if host_header.startswith("["):  # [::1]:8265
+        return host_header[1:].split("]", 1)[0].lower()
+    return host_header.rsplit(":", 1)[0].lower() if ":" in host_header else host_header.lower()
+
+
+def _own_origins(host_header: str) -> tuple[str, str]:
+    return (f"http://{host_header}", f"https://{host_header}")
+
+
 def check_bind(host: str, token: str | None) -> None:
     """Refuse to listen beyond this machine without a token."""
     if token:
@@ -205,4 +273,4 @@ def serve(host: str, port: int, token: str | None) -> None:
     import uvicorn
 
     check_bind(host, token)
-    uvicorn.run(create_app(token), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(token, host=host), host=host, port=port, log_level="warning")

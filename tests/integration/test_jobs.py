@@ -422,3 +422,30 @@ def test_stop_while_the_env_is_being_set_up(
     info = client.get_job_info(job_id)
     assert info.message == "stopped while its env was being set up"
     assert "never" not in client.get_job_logs(job_id).replace("echo never", "")
+
+
+def test_a_web_page_cannot_submit_jobs(server: Server, tmp_path: Path) -> None:
+    """Cross-site text/plain POSTs, foreign Origins and rebound Hosts are refused before
+    anything runs, even with the token (which a page could have learnt)."""
+    marker = tmp_path / "ran"
+    job = {"entrypoint": f"touch {marker}"}
+    auth = {"Authorization": f"Bearer {server.token}"}
+    port = server.address.rsplit(":", 1)[1]
+    text_plain = httpx.post(
+        f"{server.address}/api/jobs/",
+        content=json.dumps(job),
+        headers={**auth, "Content-Type": "text/plain"},
+    )
+    assert text_plain.status_code == 415
+    foreign_origin = httpx.post(
+        f"{server.address}/api/jobs/", json=job, headers={**auth, "Origin": "http://evil.test"}
+    )
+    assert foreign_origin.status_code == 403 and "Origin" in foreign_origin.json()["error"]
+    rebound = httpx.post(
+        f"{server.address}/api/jobs/", json=job, headers={**auth, "Host": f"evil.test:{port}"}
+    )
+    assert rebound.status_code == 403 and "Host" in rebound.json()["error"]
+    listed = httpx.get(f"{server.address}/api/jobs/", headers=auth).json()
+    assert listed == [] and not marker.exists()  # nothing ran
+    own = httpx.get(f"{server.address}/api/jobs/", headers={**auth, "Origin": server.address})
+    assert own.status_code == 200  # the server's own origin is fine
