@@ -9,6 +9,7 @@ workers import as ``runenv``.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
@@ -107,8 +108,6 @@ def _start_engine(
 def _ray_address(address: str | None) -> str | None:
     """The Ray address to connect to ("" for RAY_ADDRESS, which Ray reads), or None for the
     embedded engine."""
-    import os
-
     if address == "local":
         return None
     if address is None:

@@ -237,23 +237,16 @@ class RayCluster:
 
 
 def _reap(pid: int) -> None:
+    """Until ``pid`` is gone or a zombie (reaped here if it is our child)."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):  # not our child: its parent reaps it
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
         try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:  # not our child: poll until it is gone
-            if not Path(f"/proc/{pid}").exists():
-                return
-            status = Path(f"/proc/{pid}/stat").read_text().split()[2] if _alive(pid) else "X"
-            if status in ("Z", "X"):
-                return
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return
+        if state in ("Z", "X"):
+            return
         time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").exists()
-    except OSError:
-        return False

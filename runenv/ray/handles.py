@@ -82,17 +82,17 @@ class HandleTable:
         return bound
 
     def actor(self, actor_id: str) -> Any:
+        return self.actor_info(actor_id)[0]
+
+    def actor_info(self, actor_id: str) -> tuple[Any, str, tuple[str, ...]]:
+        """Ray's handle of the actor, its class name and its methods."""
         found = self._actors.get(actor_id)
         if found is None:
             raise RunenvError(
                 f"actor {actor_id} is not known to this runenv session",
                 hint="handles do not survive runenv.shutdown()",
             )
-        return found[0]
-
-    def actor_info(self, actor_id: str) -> tuple[Any, str, tuple[str, ...]]:
-        self.actor(actor_id)
-        return self._actors[actor_id]
+        return found
 
     def sizes(self) -> dict[str, int]:
         return {"objects": len(self._objects), "actors": len(self._actors)}

@@ -199,6 +199,19 @@ def test_through_the_ray_client(
     assert runenv.get(first_plus_one.remote([runenv.put(41)])) == 42  # a nested ref
 
 
+def test_dropped_refs_let_go_of_rays_references() -> None:
+    from runenv.core import runtime
+
+    runenv.init()
+    refs = [runenv.put(i) for i in range(50)]
+    nested = runenv.get(first_plus_one.remote([refs[0]]))  # a ref that travelled and came back
+    engine = runtime.current()
+    assert engine is not None and engine.stats()["objects"] >= 50
+    del refs
+    assert nested == 1
+    assert engine.stats()["objects"] == 0  # Ray's references went with the last runenv handle
+
+
 def test_killed_actor() -> None:
     runenv.init()
     counter = suite.Counter.remote()
