@@ -44,6 +44,15 @@ class Submission:
     entrypoint_num_cpus: float | None = None  # CPUs reserved for the entrypoint (Ray only)
 
 
+# A job may ask to be retried at most this often; attempts back off exponentially with jitter,
+# from the first delay doubling up to the cap (a failing job never retries in a hot loop).
+MAX_RETRIES_LIMIT = 100
+RETRY_BACKOFF_FIRST_SECONDS = 1.0
+RETRY_BACKOFF_CAP_SECONDS = 300.0
+# Bounds of what a JSON request to the job server may carry (uploads have their own limit).
+JSON_BODY_LIMIT_VARIABLE = "RUNENV_MAX_REQUEST_MB"
+JSON_BODY_LIMIT_DEFAULT_MB = 4
+
 _SUBMISSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
