@@ -11,9 +11,11 @@ class RunenvError(Exception):
     """A failure the user can act on: a message and a hint."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        # Messages quote URIs and commands: credentials inside them never reach the user's screen.
+        message = _redacted(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = None if hint is None else _redacted(hint)
 
     def __str__(self) -> str:
         if self.hint:
@@ -99,3 +101,11 @@ class RuntimeEnvSetupError(EnvSetupError):
 class UnknownFunctionError(RunenvError):
     """A function or class sent by id that the driver no longer keeps; the sender resends it
     with its pickle (internal: it never reaches users)."""
+
+
+def _redacted(text: str) -> str:
+    if "://" not in text:
+        return text  # the common case, without loading the redaction rules
+    from runenv.redact import redact_text
+
+    return redact_text(text)

@@ -7,6 +7,8 @@ from collections import deque
 from pathlib import Path
 from typing import IO
 
+from runenv.redact import redact_text
+
 TAIL_LINES = 20
 
 
@@ -20,7 +22,7 @@ class SetupLog:
     def write(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with open(self.path, "a", encoding="utf-8") as handle:
-            for line in text.splitlines() or [""]:
+            for line in redact_text(text).splitlines() or [""]:
                 handle.write(f"[{stamp}] {line}\n")
 
     def open_for_output(self) -> IO[bytes]:

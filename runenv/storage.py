@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from runenv import uris
 from runenv.errors import StorageError
+from runenv.redact import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -338,7 +339,9 @@ def _call(uri: str, action: str, operation: Callable[[], T]) -> T:
         except Exception as exc:
             if attempt + 1 < RETRY_ATTEMPTS and _is_transient(exc):
                 delay = RETRY_BASE_DELAY_S * 2**attempt
-                logger.debug("%s %s failed (%s); retrying in %.1fs", action, uri, exc, delay)
+                logger.debug(
+                    "%s %s failed (%s); retrying in %.1fs", action, redact_text(uri), exc, delay
+                )
                 time.sleep(delay)
                 continue
             raise _storage_error(exc, uri, action) from exc

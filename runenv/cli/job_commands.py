@@ -33,7 +33,11 @@ ADDRESS = typer.Option(
     help="Where jobs run (default: RUNENV_ADDRESS, else this machine): http(s)://HOST:PORT for "
     "`runenv serve`, ray+http(s)://HEAD:8265 for a Ray cluster's job API.",
 )
-SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL")
+SHOW_SECRETS = typer.Option(
+    False,
+    "--show-secrets",
+    help="Show env_vars values and URI credentials in clear (masked by default).",
+)
 
 
 @job_app.command(
@@ -160,32 +164,35 @@ def list_jobs(
     address: str = ADDRESS,
     status_filter: str = typer.Option(None, "--status", help="Only jobs with this status."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    show_secrets: bool = SHOW_SECRETS,
 ) -> None:
     """Every job, oldest first."""
     wanted = _status(status_filter) if status_filter else None
     jobs = _client(address).list_jobs(wanted)
     if as_json:
-        typer.echo(json.dumps([_public(info) for info in jobs], indent=2))
+        typer.echo(json.dumps([_shown(info, show_secrets) for info in jobs], indent=2))
         return
     from rich.console import Console  # on use: the run path doesn't need rich
     from rich.table import Table
 
     table = Table("id", "status", "entrypoint", "started", "message", box=None)
     for info in jobs:
+        shown = _shown(info, show_secrets)
         table.add_row(
             info.submission_id,
             info.status.value,
-            info.entrypoint[:40],
+            shown["entrypoint"][:40],
             _clock(info.start_time),
-            info.message[:50],
+            shown["message"][:50],
         )
     Console(highlight=False).print(table)
 
 
 @job_app.command("show")
-def show(submission_id: str, address: str = ADDRESS) -> None:
+def show(submission_id: str, address: str = ADDRESS, show_secrets: bool = SHOW_SECRETS) -> None:
     """The whole record: runtime_env, env key, timings, exit code, message."""
-    typer.echo(json.dumps(_public(_client(address).get_job_info(submission_id)), indent=2))
+    info = _client(address).get_job_info(submission_id)
+    typer.echo(json.dumps(_shown(info, show_secrets), indent=2))
 
 
 @job_app.command("delete")
@@ -261,13 +268,6 @@ def _status(text: str) -> JobStatus:
         raise RunenvError(f"unknown status {text!r}", hint=f"one of: {names}") from None
 
 
-def _public(info: JobInfo) -> dict[str, Any]:
-    """The record as shown to people: secret-looking env_vars values masked."""
-    data = info.to_dict()
-    env_vars = data.get("runtime_env", {}).get("env_vars")
-    if isinstance(env_vars, dict):
-        data["runtime_env"]["env_vars"] = {
-            name: "***" if any(word in name.upper() for word in SECRET_WORDS) else value
-            for name, value in env_vars.items()
-        }
-    return data
+def _shown(info: JobInfo, show_secrets: bool) -> dict[str, Any]:
+    """The record as printed: secrets masked unless the owner asks to see them."""
+    return info.to_dict() if show_secrets else info.public_dict()

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from runenv.redact import redact_text
+
 if TYPE_CHECKING:
     from runenv.envs.setup import StageCallback
 
@@ -30,11 +32,13 @@ def stage_reporter(quiet: bool = False) -> Iterator[StageCallback]:
     if not sys.stderr.isatty():
 
         def plain(stage: str, detail: str) -> None:
-            print(f"runenv: {_VERBS.get(stage, stage)} {detail}", file=sys.stderr, flush=True)
+            line = f"runenv: {_VERBS.get(stage, stage)} {redact_text(detail)}"
+            print(line, file=sys.stderr, flush=True)
 
         yield plain
         return
     from rich.console import Console  # on use: only a terminal shows a live line
+    from rich.markup import escape
 
     console = Console(stderr=True, highlight=False)
     started = time.monotonic()
@@ -42,6 +46,7 @@ def stage_reporter(quiet: bool = False) -> Iterator[StageCallback]:
 
         def live(stage: str, detail: str) -> None:
             elapsed = time.monotonic() - started
-            status.update(f"{_VERBS.get(stage, stage)} {detail} [dim]({elapsed:.1f}s)[/dim]")
+            shown = escape(redact_text(detail))
+            status.update(f"{_VERBS.get(stage, stage)} {shown} [dim]({elapsed:.1f}s)[/dim]")
 
         yield live

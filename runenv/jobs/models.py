@@ -106,5 +106,16 @@ class JobInfo:
         known["status"] = JobStatus(known.get("status", "PENDING"))
         return cls(**known)
 
+    def public_dict(self) -> dict[str, Any]:
+        """The record as shown to people and clients: env_vars masked, credentials inside URIs
+        redacted (in the env, the entrypoint and the message). The stored record keeps them."""
+        from runenv.redact import mask_runtime_env, redact_text
+
+        data = self.to_dict()
+        data["runtime_env"] = mask_runtime_env(self.runtime_env)
+        data["entrypoint"] = redact_text(self.entrypoint)
+        data["message"] = redact_text(self.message)
+        return data
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

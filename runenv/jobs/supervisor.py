@@ -24,6 +24,7 @@ from runenv import process, settings
 from runenv.errors import RunenvError
 from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 from runenv.jobs.store import JobStore, jobs_home
+from runenv.redact import redact_text
 
 STOP_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.05
@@ -118,7 +119,7 @@ class Supervisor:
         self._run_attempts(info, context)
 
     def say(self, text: str) -> None:
-        self.log.write(f"[runenv] {text}\n".encode())
+        self.log.write(f"[runenv] {redact_text(text)}\n".encode())
 
     def _set_up(self, info: JobInfo) -> Context | None:
         self.say(f"setting up the runtime env of {self.id}")

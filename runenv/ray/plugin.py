@@ -31,6 +31,7 @@ from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 from runenv.errors import EnvSetupError, RunenvError
 from runenv.ray import node, overlay, translate
 from runenv.ray.translate import PLUGIN_FIELD, PLUGIN_PRIORITY
+from runenv.redact import redact_text
 from runenv.spec import RuntimeEnv
 
 
@@ -85,7 +86,7 @@ class RunenvPlugin(RuntimeEnvPlugin):
             return building
 
         def report(stage: str, detail: str) -> None:
-            logger.info("runenv: %s: %s", stage, detail)
+            logger.info("runenv: %s: %s", stage, redact_text(detail))
 
         async def build() -> node.NodeEnv:
             try:
