@@ -8,6 +8,11 @@ from pathlib import Path
 from runenv.errors import RunenvError
 
 DEFAULT_MAX_PACKAGE_MB = 100
+# What one archive may expand to when unpacked (see runenv.packaging.unpack).
+DEFAULT_MAX_UNPACK_MB = 1024
+DEFAULT_MAX_UNPACK_ENTRIES = 100_000
+DEFAULT_MAX_UNPACK_DEPTH = 64
+DEFAULT_MAX_COMPRESSION_RATIO = 200
 # How a job's supervisor hands its driver the job id and env (runenv.init() makes that env the
 # parent of all the job's work, as Ray does).
 JOB_ID_VARIABLE = "RUNENV_JOB_ID"
@@ -33,6 +38,27 @@ def max_package_bytes() -> int:
     """The size limit for a local directory, from ``RUNENV_MAX_PACKAGE_MB`` (default 100)."""
     megabytes = _positive_number("RUNENV_MAX_PACKAGE_MB", DEFAULT_MAX_PACKAGE_MB)
     return int(megabytes * 1024 * 1024)
+
+
+def max_unpack_bytes() -> int:
+    """What an archive may expand to, from ``RUNENV_MAX_UNPACK_MB`` (default 1024)."""
+    return int(_positive_number("RUNENV_MAX_UNPACK_MB", DEFAULT_MAX_UNPACK_MB) * 1024 * 1024)
+
+
+def max_unpack_entries() -> int:
+    """How many entries an archive may hold (``RUNENV_MAX_UNPACK_ENTRIES``, default 100000)."""
+    return int(_positive_number("RUNENV_MAX_UNPACK_ENTRIES", DEFAULT_MAX_UNPACK_ENTRIES))
+
+
+def max_unpack_depth() -> int:
+    """How many directories deep an entry may be (``RUNENV_MAX_UNPACK_DEPTH``, default 64)."""
+    return int(_positive_number("RUNENV_MAX_UNPACK_DEPTH", DEFAULT_MAX_UNPACK_DEPTH))
+
+
+def max_compression_ratio() -> float:
+    """How many times its own size an archive may expand to (``RUNENV_MAX_COMPRESSION_RATIO``,
+    default 200; archives expanding to under 1 MiB are not judged)."""
+    return _positive_number("RUNENV_MAX_COMPRESSION_RATIO", DEFAULT_MAX_COMPRESSION_RATIO)
 
 
 def ignore_gitignore() -> bool:

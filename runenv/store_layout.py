@@ -60,6 +60,17 @@ def name_from_served_path(path: str) -> str:
     return name
 
 
+def package_name_in_uri(uri: str) -> str | None:
+    """The package name a store URI ends with (``.../pkgs/<sha256>.zip``, a wheel's
+    ``.../pkgs/<sha256>/<name>.whl``), else None: such objects are checked by their digest."""
+    path = urlsplit(uri).path
+    for depth in (2, 3):  # pkgs/<digest>.zip, pkgs/<digest>/<name>.whl
+        name = "/".join(path.split("/")[-depth:])
+        if _NAME.match(name):
+            return name
+    return None
+
+
 def runenv_archive_digest(uri: str) -> str | None:
     """The digest in a URI of the form ``.../pkgs/<sha256>.zip``, else None.
 

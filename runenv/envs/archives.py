@@ -7,22 +7,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from runenv import uris
+from runenv import store_layout, uris
 from runenv.envs.setup import Setup
 from runenv.errors import EnvSetupError, RunenvError
 
 
 def fetch(uri: str, staging: Path, setup: Setup, step: str) -> Path:
     """A local path holding the archive at ``uri``: the file itself for file://, else a download
-    into ``staging`` (keeping the file name, which wheels need)."""
+    into ``staging`` (keeping the file name, which wheels need). An object a store names by its
+    digest is checked against it before anything uses it."""
     if uris.scheme_of(uri) == "file":
-        return Path(unquote(urlsplit(uri).path))
-    from runenv.storage import download  # on use: an env without code never loads storage
+        target = Path(unquote(urlsplit(uri).path))
+    else:
+        from runenv.storage import download  # on use: an env without code never loads storage
 
-    setup.report("download", uri)
-    target = staging / (Path(urlsplit(uri).path).name or "archive")
-    with _as_setup_error(step, setup):
-        download(uri, target)
+        setup.report("download", uri)
+        target = staging / (Path(urlsplit(uri).path).name or "archive")
+        with _as_setup_error(step, setup):
+            download(uri, target)
+    name = store_layout.package_name_in_uri(uri)
+    if name is not None:
+        from runenv.packaging.archive import verify_package
+
+        with _as_setup_error(step, setup):
+            verify_package(target, name, source=uri)
     setup.check_deadline(step)
     return target
 

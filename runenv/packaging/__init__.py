@@ -15,9 +15,10 @@ from pathlib import Path
 from runenv import settings
 from runenv.digests import file_digest
 from runenv.errors import PackagingError
-from runenv.packaging.archive import manifest_digest, unpack, write_zip
+from runenv.packaging.archive import manifest_digest, write_zip
 from runenv.packaging.hashes import HashCache, now_ns
 from runenv.packaging.limits import check_size
+from runenv.packaging.unpack import unpack
 from runenv.packaging.walk import (
     DEFAULT_EXCLUDES,
     IGNORE_FILES,

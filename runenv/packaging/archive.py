@@ -8,23 +8,18 @@ same digest exactly when they would unpack to the same files.
 
 from __future__ import annotations
 
-import functools
-import os
-import shutil
 import stat
-import tarfile
-import uuid
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from runenv import store_layout
-from runenv.digests import CHUNK_BYTES, bytes_digest, file_digest, stream_digest
-from runenv.errors import PackagingError, RunenvError, StorageError, UnsafeArchiveError
+from runenv.digests import bytes_digest, file_digest, stream_digest
+from runenv.errors import PackagingError, StorageError
+from runenv.packaging.unpack import Budget, UnpackLimits
 from runenv.packaging.walk import FileEntry, Tree
 
 MANIFEST_VERSION = "runenv-manifest-v1"
@@ -51,23 +46,28 @@ def manifest_digest(tree: Tree, hashes: Mapping[str, str]) -> str:
     return _digest_of(rows)
 
 
-def zip_digest(archive: Path) -> str:
-    """The manifest digest of a zip runenv made (what its ``pkgs/<digest>.zip`` name claims)."""
+def zip_digest(archive: Path, limits: UnpackLimits | None = None) -> str:
+    """The manifest digest of a zip runenv made (what its ``pkgs/<digest>.zip`` name claims),
+    read within the limits of unpacking: a compression bomb is refused, not decompressed."""
     rows = []
+    budget = Budget(archive, limits or UnpackLimits.from_settings())
     with zipfile.ZipFile(archive) as source:
-        for info in source.infolist():
+        infos = source.infolist()
+        budget.check_declared([i.filename for i in infos], [i.file_size for i in infos])
+        for info in infos:
             if info.filename.endswith("/"):
                 rows.append(_row(info.filename, None, ""))
                 continue
             with source.open(info) as member:
-                content_hash = stream_digest(member)
+                content_hash = stream_digest(cast("IO[bytes]", _Counted(member, budget)))
             mode = 0o755 if (info.external_attr >> 16) & stat.S_IXUSR else 0o644
             rows.append(_row(info.filename, mode, content_hash))
     return _digest_of(rows)
 
 
-def verify_package(path: Path, name: str) -> None:
-    """Check that an uploaded file is what its content-addressed ``name`` says it is."""
+def verify_package(path: Path, name: str, source: str | None = None) -> None:
+    """Check that a package file is what its content-addressed ``name`` says it is: an upload
+    to a job server, or (``source`` being its URI) an archive fetched from a store."""
     try:
         claimed = store_layout.claimed_digest(name)
     except StorageError as error:
@@ -77,12 +77,31 @@ def verify_package(path: Path, name: str) -> None:
     try:
         if name.endswith(".zip") and zip_digest(path) == claimed:
             return
-    except (zipfile.BadZipFile, OSError):
-        pass
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError):
+        pass  # not a readable zip: not what its name claims
+    if source is None:
+        raise PackagingError(
+            f"the uploaded {name} does not match its digest",
+            hint="the upload was corrupted or the name is wrong; upload it again",
+        )
     raise PackagingError(
-        f"the uploaded {name} does not match its digest",
-        hint="the upload was corrupted or the name is wrong; upload it again",
+        f"{source} does not match the digest in its name: it was not used",
+        hint="the stored copy is damaged or was replaced; package and upload the code again "
+        "(a changed file gets a new name, so nothing else needs to change)",
     )
+
+
+class _Counted:
+    """A member's stream whose reads count against the unpacking budget."""
+
+    def __init__(self, stream: IO[bytes], budget: Budget) -> None:
+        self.stream = stream
+        self.budget = budget
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size)
+        self.budget.add(len(chunk))
+        return chunk
 
 
 def _row(path: str, mode: int | None, content_hash: str) -> str:
@@ -155,203 +174,3 @@ def _worth_compressing(size: int, head: bytes) -> bool:
     if size < _SAMPLED_FROM_BYTES:
         return size > 0
     return len(zlib.compress(head, 1)) < _STORE_RATIO * len(head)
-
-
-# ---------------------------------------------------------------------------------------------
-# Unpacking
-
-
-def unpack(archive: Path, destination: Path, *, lift_single_directory: bool = False) -> Path:
-    """Unpack a .zip or .tar.gz into ``destination``, which must not exist yet.
-
-    Entries with absolute paths, ``..`` or links leading outside are refused with
-    :class:`UnsafeArchiveError`. Everything is unpacked into a temporary directory beside
-    ``destination`` and renamed into place, so ``destination`` appears complete or not at all.
-    With ``lift_single_directory``, an archive holding one top-level directory is unpacked
-    without it (Ray's rule for remote working_dir archives).
-    """
-    if destination.exists():
-        raise FileExistsError(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = destination.parent / f".{destination.name}.unpack-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
-        _extract(archive, staging)
-        os.rename(_lifted(staging) if lift_single_directory else staging, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return destination
-
-
-def _extract(archive: Path, staging: Path) -> None:
-    root = str(staging.resolve())
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as source:
-                _write_members(_zip_members(source), root)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive) as source:
-                _write_members(_tar_members(source), root)
-        else:
-            raise PackagingError(
-                f"{archive} is not a zip or tar archive",
-                hint="code archives must be .zip, .tar.gz or .tgz files",
-            )
-    except RunenvError:
-        raise
-    # Corrupt data, encryption, an unknown compression, two entries claiming one name...
-    except (
-        zipfile.BadZipFile,
-        tarfile.TarError,
-        zlib.error,
-        EOFError,
-        RuntimeError,
-        NotImplementedError,
-        OSError,
-    ) as error:
-        raise PackagingError(
-            f"cannot unpack {archive}: {error}", hint="check the archive, or upload it again"
-        ) from None
-
-
-def _lifted(staging: Path) -> Path:
-    children = list(staging.iterdir())
-    if len(children) == 1 and children[0].is_dir() and not children[0].is_symlink():
-        return children[0]
-    return staging
-
-
-@dataclass(frozen=True)
-class _Member:
-    """An archive entry, whatever the archive format."""
-
-    name: str
-    kind: str  # "dir", "file", "symlink" or "hardlink"
-    link: str = ""  # a symlink's text, or the entry a hard link points to
-    executable: bool = False
-    content: Callable[[], IO[bytes]] | None = None
-
-
-def _zip_members(source: zipfile.ZipFile) -> list[_Member]:
-    members = []
-    for info in source.infolist():
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            link = source.read(info).decode("utf-8", errors="replace")
-            members.append(_Member(info.filename, "symlink", link))
-        elif info.filename.endswith(("/", "\\")):
-            members.append(_Member(info.filename, "dir"))
-        else:
-            opener = functools.partial(source.open, info)
-            members.append(_Member(info.filename, "file", "", bool(mode & stat.S_IXUSR), opener))
-    return members
-
-
-def _tar_members(source: tarfile.TarFile) -> list[_Member]:
-    members = []
-    for info in source.getmembers():
-        if info.isdir():
-            members.append(_Member(info.name, "dir"))
-        elif info.issym():
-            members.append(_Member(info.name, "symlink", info.linkname))
-        elif info.islnk():
-            members.append(_Member(info.name, "hardlink", info.linkname))
-        elif info.isfile():
-            opener = functools.partial(_tar_stream, source, info)
-            members.append(_Member(info.name, "file", "", bool(info.mode & stat.S_IXUSR), opener))
-        else:
-            raise UnsafeArchiveError(
-                f"archive entry {info.name!r} is a device or special file",
-                hint="code archives may hold only files, directories and links",
-            )
-    return members
-
-
-def _write_members(members: list[_Member], root: str) -> None:
-    """Directories and files first, while no link exists that a path could pass through; links
-    last, each checked against what is on disk, so no chain of links can lead outside."""
-    for member in members:  # every name checked before anything is written
-        _safe_target(root, member.name)
-        if member.kind == "symlink":
-            _check_link(root, member.name, member.link)
-        elif member.kind == "hardlink":
-            _safe_target(root, member.link)
-    for member in members:
-        target = _safe_target(root, member.name)
-        if member.kind == "dir":
-            os.makedirs(target, exist_ok=True)
-        elif member.kind == "file":
-            _write_file_member(member, target)
-    for member in members:
-        if member.kind in ("symlink", "hardlink"):
-            _write_link_member(member, root)
-
-
-def _write_file_member(member: _Member, target: str) -> None:
-    assert member.content is not None
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with member.content() as data, open(descriptor, "wb") as sink:
-        shutil.copyfileobj(data, sink, CHUNK_BYTES)
-    os.chmod(target, 0o755 if member.executable else 0o644)
-
-
-def _write_link_member(member: _Member, root: str) -> None:
-    target = _safe_target(root, member.name)
-    parent = os.path.dirname(target)
-    if os.path.realpath(parent) != parent:  # the entry's own path goes through a link
-        raise _outside(member.name)
-    os.makedirs(parent, exist_ok=True)
-    if member.kind == "symlink":
-        resolved = os.path.realpath(os.path.join(parent, member.link))
-        if not _is_inside(root, resolved):
-            raise _link_outside(member.name, member.link)
-        os.symlink(member.link, target)
-        return
-    source = _safe_target(root, member.link)
-    if os.path.realpath(source) != source or not os.path.isfile(source):
-        raise _link_outside(member.name, member.link)
-    os.link(source, target)
-
-
-def _tar_stream(source: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
-    data = source.extractfile(member)
-    if data is None:
-        raise UnsafeArchiveError(f"archive entry {member.name!r} has no data")
-    return data
-
-
-def _safe_target(root: str, name: str) -> str:
-    """The path an entry unpacks to, refusing absolute paths and ``..``."""
-    parts = name.replace("\\", "/").split("/")
-    if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
-        raise _outside(name)
-    target = os.path.normpath(os.path.join(root, *[part for part in parts if part]))
-    if not _is_inside(root, target):
-        raise _outside(name)
-    return target
-
-
-def _check_link(root: str, name: str, link: str) -> None:
-    directory = os.path.dirname(os.path.join(root, name.replace("\\", "/")))
-    resolved = os.path.normpath(link if os.path.isabs(link) else os.path.join(directory, link))
-    if not _is_inside(root, resolved):
-        raise _link_outside(name, link)
-
-
-def _outside(name: str) -> UnsafeArchiveError:
-    return UnsafeArchiveError(
-        f"archive entry {name!r} points outside the directory it is unpacked into",
-        hint="the archive may be malicious; it was not unpacked",
-    )
-
-
-def _link_outside(name: str, link: str) -> UnsafeArchiveError:
-    return UnsafeArchiveError(
-        f"archive entry {name!r} is a link to {link!r}, outside the directory it is unpacked into",
-        hint="the archive may be malicious; it was not unpacked",
-    )
-
-
-def _is_inside(root: str, path: str) -> bool:
-    return os.path.commonpath([root, path]) == root
