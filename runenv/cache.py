@@ -4,6 +4,9 @@ Entries live at ``RUNENV_HOME/runtime_resources/<kind>-v1/<key>/``. The rules, i
 
 - An entry is built in a temporary directory beside it and published by renaming it into place;
   a directory under the final name is complete, and is never modified afterwards.
+- Its stat manifest (``<key>.manifest``, :mod:`runenv.integrity`) is checked each time it is
+  reused: an entry modified or damaged since it was built is moved aside and built again. Entries
+  built ``read_only`` lose their write bits too, so a careless process cannot change them.
 - One file lock per key (``<key>.lock``): processes asking for the same entry at once build it
   once.
 - Each user holds a *lease* — a shared lock on ``<key>.lease`` — for as long as it uses the
@@ -21,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,11 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runenv import locks, settings
+from runenv import integrity, locks, settings
 from runenv.deadline import Deadline
 from runenv.errors import EnvSetupError, RunenvError, SetupTimeoutError
 
 logger = logging.getLogger(__name__)
+_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 FORMAT_VERSION = "v1"
 ENTRY_META = ".runenv-entry.json"
@@ -51,6 +56,7 @@ class Entry:
     path: Path
     lease: Lease
     built: bool  # built by this call (False: it was already there)
+    replaced: integrity.Problem | None = None  # why the entry found there was built again
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,11 @@ class ResourceCache:
     def entry_path(self, kind: str, key: str) -> Path:
         return self._bucket(kind) / key
 
-    def acquire(self, kind: str, key: str, build: Builder, deadline: Deadline) -> Entry:
-        """The entry for ``(kind, key)``, built with ``build(directory)`` if it is missing.
+    def acquire(
+        self, kind: str, key: str, build: Builder, deadline: Deadline, *, read_only: bool = False
+    ) -> Entry:
+        """The entry for ``(kind, key)``, built with ``build(directory)`` if it is missing (or
+        no longer what was built).
 
         ``build`` fills the directory it is given and may return a description to keep.
         The returned entry's lease is held; release it when done with the entry.
@@ -95,22 +104,31 @@ class ResourceCache:
         lease = locks.shared(bucket / f"{key}.lease")
         try:
             os.utime(lease.fd)  # the lease file's mtime is the entry's last use
-            built = self._ensure(kind, key, build, deadline)
+            built, replaced = self._ensure(kind, key, build, deadline, read_only)
         except BaseException:
             lease.release()
             raise
         if built:
             self._collect_if_over_cap()
-        return Entry(kind, key, self.entry_path(kind, key), lease, built)
+        return Entry(kind, key, self.entry_path(kind, key), lease, built, replaced)
 
     def entries(self) -> list[EntryInfo]:
+        """Every published entry, those with unreadable metadata included (as damaged)."""
         found = []
         for bucket in sorted(self.root.glob(f"*-{FORMAT_VERSION}")):
             kind = bucket.name.removesuffix(f"-{FORMAT_VERSION}")
-            for meta in sorted(bucket.glob(f"*/{ENTRY_META}")):
-                with contextlib.suppress(OSError, ValueError):  # removed while listing
-                    found.append(self._info(kind, meta.parent))
+            for path in sorted(bucket.iterdir()):
+                if path.name.startswith(".") or not path.is_dir():
+                    continue
+                with contextlib.suppress(FileNotFoundError):  # removed while listing
+                    found.append(self._info(kind, path))
         return found
+
+    def verify(self, entry: EntryInfo, *, full: bool = False) -> integrity.Problem | None:
+        """How ``entry`` differs from what was built, or None (``full``: re-hash every file)."""
+        if "damaged" in entry.description:
+            return integrity.Problem("damaged", str(entry.description["damaged"]))
+        return integrity.check(entry.path, self._manifest(entry.kind, entry.key), full=full)
 
     def gc(self, max_bytes: int = 0) -> GcReport:
         """Remove unused entries, least recently used first, until the total is ``max_bytes``."""
@@ -130,27 +148,45 @@ class ResourceCache:
 
     # --- building ---------------------------------------------------------------------------
 
-    def _ensure(self, kind: str, key: str, build: Builder, deadline: Deadline) -> bool:
+    def _ensure(
+        self, kind: str, key: str, build: Builder, deadline: Deadline, read_only: bool
+    ) -> tuple[bool, integrity.Problem | None]:
         final = self.entry_path(kind, key)
-        if _is_published(final):
-            return False
+        if _is_published(final) and self._problem(kind, key) is None:
+            return False, None
         self._raise_remembered_failure(kind, key)
         with self._build_lock(kind, key, deadline):
-            if _is_published(final):  # another process built it while we waited
-                return False
+            problem = self._problem(kind, key) if _is_published(final) else None
+            if _is_published(final) and problem is None:  # built by another process meanwhile
+                return False, None
             self._raise_remembered_failure(kind, key)
-            self._build(kind, key, build)
-        return True
+            if final.exists():  # modified, damaged, or without metadata: set aside, built again
+                self._set_aside(kind, key)
+                problem = problem or integrity.Problem("damaged", "its metadata is missing")
+            self._build(kind, key, build, read_only)
+        return True, problem
 
-    def _build(self, kind: str, key: str, build: Builder) -> None:
+    def _problem(self, kind: str, key: str) -> integrity.Problem | None:
+        return integrity.check(self.entry_path(kind, key), self._manifest(kind, key))
+
+    def _set_aside(self, kind: str, key: str) -> None:
+        """Move a published entry out of the way; collection deletes it once nobody uses it."""
+        trash = self._bucket(kind) / f".trash-{key}-{uuid.uuid4().hex[:8]}"
+        with contextlib.suppress(FileNotFoundError):
+            self.entry_path(kind, key).rename(trash)
+
+    def _build(self, kind: str, key: str, build: Builder, read_only: bool) -> None:
         bucket = self._bucket(kind)
         for stale in bucket.glob(f".build-{key}-*"):  # from a build that was killed
-            shutil.rmtree(stale, ignore_errors=True)
+            remove_tree(stale)
         staging = bucket / f".build-{key}-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
         try:
             description = build(staging) or {}
             _write_meta(staging, kind, key, description)
+            if read_only:
+                _remove_write_bits(staging)
+            integrity.record(staging, self._manifest(kind, key))
             staging.rename(self.entry_path(kind, key))
         except SetupTimeoutError:
             raise  # not remembered: a longer timeout (not part of the key) may well succeed
@@ -158,7 +194,7 @@ class ResourceCache:
             self._remember_failure(kind, key, error)
             raise
         finally:
-            shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful rename
+            remove_tree(staging)  # gone already after a successful rename
         (bucket / f"{key}.failed").unlink(missing_ok=True)
 
     @contextlib.contextmanager
@@ -208,21 +244,32 @@ class ResourceCache:
     # --- usage and collection ---------------------------------------------------------------
 
     def _info(self, kind: str, path: Path) -> EntryInfo:
-        meta = json.loads((path / ENTRY_META).read_text())
         lease_path = path.parent / f"{path.name}.lease"
+        try:
+            meta = json.loads((path / ENTRY_META).read_text())
+            size, created = int(meta["size"]), float(meta["created"])
+            description = dict(meta.get("description") or {})
+        except FileNotFoundError:
+            if not path.exists():
+                raise
+            size, created = disk_bytes(path), path.stat().st_mtime
+            description = {"damaged": "its metadata is missing"}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            size, created = disk_bytes(path), path.stat().st_mtime
+            description = {"damaged": f"its metadata is unreadable ({type(error).__name__})"}
         try:
             last_used = lease_path.stat().st_mtime
         except FileNotFoundError:
-            last_used = float(meta["created"])
+            last_used = created
         return EntryInfo(
             kind=kind,
             key=path.name,
             path=path,
-            size=int(meta["size"]),
-            created=float(meta["created"]),
+            size=size,
+            created=created,
             last_used=last_used,
             in_use=locks.is_held(lease_path),
-            description=meta.get("description", {}),
+            description=description,
         )
 
     def _remove_if_unused(self, entry: EntryInfo) -> bool:
@@ -239,20 +286,26 @@ class ResourceCache:
                     entry.path.rename(trash)  # gone at once for readers; deleted at leisure
                 except FileNotFoundError:
                     return True  # another collection removed it first
-            shutil.rmtree(trash, ignore_errors=True)
+                self._manifest(entry.kind, entry.key).unlink(missing_ok=True)
+            remove_tree(trash)
         return True
 
     def _remove_leftovers(self) -> None:
         """Directories of builds that were killed, and of removals that were interrupted."""
         for trash in self.root.glob(f"*-{FORMAT_VERSION}/.trash-*"):
-            shutil.rmtree(trash, ignore_errors=True)
+            key = trash.name.removeprefix(".trash-").rsplit("-", 1)[0]
+            unused = locks.try_exclusive(trash.parent / f"{key}.lease")
+            if unused is None:
+                continue  # an entry set aside while in use: its users may still read it
+            with unused:
+                remove_tree(trash)
         for staging in self.root.glob(f"*-{FORMAT_VERSION}/.build-*"):
             key = staging.name.removeprefix(".build-").rsplit("-", 1)[0]
             build_lock = locks.try_exclusive(staging.parent / f"{key}.lock")
             if build_lock is None:
                 continue  # still being built
             with build_lock:
-                shutil.rmtree(staging, ignore_errors=True)
+                remove_tree(staging)
 
     def _collect_if_over_cap(self) -> None:
         """Best effort: a build that succeeded never fails because collecting did."""
@@ -265,6 +318,9 @@ class ResourceCache:
 
     def _bucket(self, kind: str) -> Path:
         return self.root / f"{kind}-{FORMAT_VERSION}"
+
+    def _manifest(self, kind: str, key: str) -> Path:
+        return self._bucket(kind) / f"{key}.manifest"
 
 
 def _is_published(path: Path) -> bool:
@@ -280,6 +336,31 @@ def _write_meta(directory: Path, kind: str, key: str, description: dict[str, Any
         "description": description,
     }
     (directory / ENTRY_META).write_text(json.dumps(meta, indent=2))
+
+
+def _remove_write_bits(root: Path) -> None:
+    """Files and directories read-only (a process running as root is stopped by nothing: the
+    manifest check is what catches its changes)."""
+    for directory, _, names in os.walk(root, topdown=False):
+        for name in names:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            if not stat.S_ISLNK(info.st_mode):
+                os.chmod(path, stat.S_IMODE(info.st_mode) & ~_WRITE_BITS)
+        os.chmod(directory, stat.S_IMODE(os.lstat(directory).st_mode) & ~_WRITE_BITS)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree, read-only entries included (their directories made writable
+    first: unlinking needs that)."""
+    if not path.exists():
+        return
+    for directory, subdirectories, _ in os.walk(path):
+        for name in (directory, *[os.path.join(directory, d) for d in subdirectories]):
+            with contextlib.suppress(OSError):
+                if not os.path.islink(name):
+                    os.chmod(name, stat.S_IMODE(os.lstat(name).st_mode) | stat.S_IWUSR)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def disk_bytes(root: Path) -> int:

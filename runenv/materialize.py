@@ -94,8 +94,10 @@ def new_setup(env: RuntimeEnv, on_stage: StageCallback | None) -> Setup:
 class _NotingCache(ResourceCache):
     """The node's cache, noting each entry a result uses for the CLI's recipes (runenv.inputs)."""
 
-    def acquire(self, kind: str, key: str, build: Builder, deadline: Deadline) -> Entry:
-        entry = super().acquire(kind, key, build, deadline)
+    def acquire(
+        self, kind: str, key: str, build: Builder, deadline: Deadline, *, read_only: bool = False
+    ) -> Entry:
+        entry = super().acquire(kind, key, build, deadline, read_only=read_only)
         inputs.note_entry(str(entry.path))
         return entry
 

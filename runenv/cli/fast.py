@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import NoReturn
 
-FORMAT = 1
+FORMAT = 2
 RECIPES = "recipes"
 # Flags of `runenv run` that shape the env (they are the request), and those that don't.
 RUN_VALUE_OPTIONS = ("--runtime-env", "--runtime-env-json", "--working-dir")
@@ -233,9 +233,12 @@ def fingerprint_of(info: os.stat_result) -> list[int]:
 
 def lease(entries: Sequence[Sequence[str]]) -> list[int] | None:
     """Lease each entry as runenv.cache.Lease does (a shared flock on ``<entry>.lease``), then
-    check it is still published: collection takes that lock exclusively before removing."""
+    check it is still published (collection takes that lock exclusively before removing) and
+    unchanged since it was built (else the slow path builds it again, and says so)."""
+    from runenv import integrity
+
     held: list[int] = []
-    for lease_path, published in entries:
+    for lease_path, published, directory, manifest in entries:
         try:
             fd = os.open(lease_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:
@@ -243,7 +246,7 @@ def lease(entries: Sequence[Sequence[str]]) -> list[int] | None:
         held.append(fd)
         fcntl.flock(fd, fcntl.LOCK_SH)
         os.utime(fd)  # the lease file's mtime is the entry's last use
-        if not os.path.isfile(published):
+        if not os.path.isfile(published) or integrity.check(directory, manifest) is not None:
             break
     else:
         return held

@@ -20,6 +20,7 @@ _VERBS = {
     "resolve": "resolving",
     "install": "installing",
     "cached": "cached",
+    "rebuilt": "rebuilt",
 }
 
 

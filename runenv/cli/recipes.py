@@ -196,9 +196,13 @@ class _Referenced(dict[str, str]):
 
 
 def _entries(directories: list[str]) -> list[list[str]]:
-    """Each entry's lease file and published marker (runenv.cache's layout)."""
+    """Each entry's lease file, published marker, directory and manifest (runenv.cache's
+    layout)."""
     unique = dict.fromkeys(directories)
-    return [[f"{entry}.lease", os.path.join(entry, ENTRY_META)] for entry in unique]
+    return [
+        [f"{entry}.lease", os.path.join(entry, ENTRY_META), entry, f"{entry}.manifest"]
+        for entry in unique
+    ]
 
 
 def _write(path: Path, recipe: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runenv import uris
+from runenv import integrity, uris
 from runenv.context import Context
 from runenv.digests import key_of
 from runenv.envs import uv
@@ -16,8 +16,13 @@ KIND = "py_modules"
 
 
 def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
+    if not env.py_modules:
+        return context
     paths = [_module_path(uri, setup) for uri in env.py_modules]
-    return context.with_changes(pythonpath=(*paths, *context.pythonpath))
+    return context.with_changes(
+        pythonpath=(*paths, *context.pythonpath),
+        env_vars={**context.env_vars, **integrity.USE_WITHOUT_WRITING},
+    )
 
 
 def _module_path(uri: str, setup: Setup) -> str:

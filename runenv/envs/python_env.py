@@ -11,6 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from runenv import integrity
 from runenv.context import Context
 from runenv.digests import key_of
 from runenv.envs import uv
@@ -43,7 +44,7 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
     return context.with_changes(
         python_executable=str(venv / "bin" / "python"),
         path=(str(venv / "bin"), *context.path),
-        env_vars={**context.env_vars, "VIRTUAL_ENV": str(venv)},
+        env_vars={**context.env_vars, "VIRTUAL_ENV": str(venv), **integrity.USE_WITHOUT_WRITING},
         unset_vars=(*context.unset_vars, *HOST_VARIABLES),
     )
 

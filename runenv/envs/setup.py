@@ -29,12 +29,19 @@ class Setup:
     report: StageCallback
     leases: list[Lease] = field(default_factory=list)
 
-    def acquire(self, kind: str, key: str, build: Builder, what: str) -> Path:
-        """The cache entry for ``(kind, key)``, built if missing; its lease is kept."""
+    def acquire(
+        self, kind: str, key: str, build: Builder, what: str, *, read_only: bool = True
+    ) -> Path:
+        """The cache entry for ``(kind, key)``, built if missing (or changed since it was
+        built: said in one line); its lease is kept. Entries are read-only unless the step
+        says its processes write there (a working_dir)."""
         self.check_deadline(kind)
-        entry = self.cache.acquire(kind, key, build, self.deadline)
+        entry = self.cache.acquire(kind, key, build, self.deadline, read_only=read_only)
         self.leases.append(entry.lease)
-        if not entry.built:
+        if entry.replaced is not None:
+            self.log.write(f"{what} was {entry.replaced}; it was built again")
+            self.report("rebuilt", f"{what} ({entry.replaced})")
+        elif not entry.built:
             self.report("cached", what)
         return entry.path
 

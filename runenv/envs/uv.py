@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -16,6 +17,8 @@ from runenv.envs.setup import TIMEOUT_HINT
 from runenv.errors import EnvSetupError, SetupTimeoutError
 from runenv.spec import Lock, PythonPackages
 
+LINK_MODES = ("clone", "copy", "hardlink", "symlink")
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 # Finding an interpreter takes milliseconds; a probe still this slow is stuck.
 PROBE_TIMEOUT_SECONDS = 60.0
 
@@ -46,8 +49,52 @@ def env() -> dict[str, str]:
     environment.pop("VIRTUAL_ENV", None)  # else uv may act on the host's venv
     environment.setdefault("UV_CACHE_DIR", str(settings.uv_cache_dir()))
     environment["UV_PYTHON_DOWNLOADS"] = "never"
+    environment["UV_LINK_MODE"] = link_mode()
     environment["UV_NO_PROGRESS"] = "1"
     return environment
+
+
+def link_mode() -> str:
+    """How installs take files from uv's cache: ``clone`` (copy-on-write) where the filesystem
+    can, else ``copy`` — never ``hardlink``, which would let a job that writes to a file of its
+    env change every env sharing it, and uv's cache (``RUNENV_LINK_MODE`` overrides)."""
+    configured = os.environ.get("RUNENV_LINK_MODE", "").strip().lower()
+    if configured:
+        if configured not in LINK_MODES:
+            raise EnvSetupError(
+                f"RUNENV_LINK_MODE={configured!r} is not a link mode",
+                hint=f"one of {', '.join(LINK_MODES)}",
+            )
+        return configured
+    return (
+        "clone" if _reflinks(str(settings.uv_cache_dir()), str(settings.runenv_home())) else "copy"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _reflinks(source_dir: str, target_dir: str) -> bool:
+    """Whether a file in ``source_dir`` can be cloned into ``target_dir`` (FICLONE; macOS's
+    APFS clones too). uv would fall back to hard links where cloning fails: we ask first."""
+    if sys.platform == "darwin":
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    import fcntl
+    import tempfile
+
+    try:
+        os.makedirs(source_dir, exist_ok=True)
+        os.makedirs(target_dir, exist_ok=True)
+        with (
+            tempfile.NamedTemporaryFile(dir=source_dir) as source,
+            tempfile.NamedTemporaryFile(dir=target_dir) as target,
+        ):
+            source.write(b"runenv")
+            source.flush()
+            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+    except OSError:
+        return False
+    return True
 
 
 def python_version() -> str:
@@ -99,6 +146,7 @@ def install_command(python: Path, requirements: Path, options: Sequence[str]) ->
         "--python",
         str(python),
         "--no-deps",
+        "--compile-bytecode",  # entries are used without writing: their bytecode comes with them
         "-r",
         str(requirements),
         *options,
@@ -112,6 +160,7 @@ def install_wheel_command(wheel: Path, target: Path) -> list[str]:
         "install",
         "--quiet",
         "--no-deps",
+        "--compile-bytecode",
         "--target",
         str(target),
         str(wheel),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runenv import integrity
 from runenv.context import Context
 from runenv.digests import key_of
 from runenv.envs.archives import fetch_and_unpack
@@ -26,6 +27,13 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
         fetch_and_unpack(uri, staging / "code", setup, KIND, lift=lift)
         return {"uri": uri}
 
-    entry = setup.acquire(KIND, key_of({"uri": uri}), build, f"working_dir {uri}")
+    # Writable, as Ray's is: a job's outputs in its cwd are seen (and the next run of the same
+    # code gets the original files back: the changed entry no longer passes its check).
+    what = f"working_dir {uri}"
+    entry = setup.acquire(KIND, key_of({"uri": uri}), build, what, read_only=False)
     code = str(entry / "code")
-    return context.with_changes(cwd=code, pythonpath=(code, *context.pythonpath))
+    return context.with_changes(
+        cwd=code,
+        pythonpath=(code, *context.pythonpath),
+        env_vars={**context.env_vars, **integrity.USE_WITHOUT_WRITING},
+    )

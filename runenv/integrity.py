@@ -1,0 +1,176 @@
+"""Cache entries checked before reuse: a stat manifest, as git's index keeps one.
+
+When an entry is published its manifest (beside it: writing it into the entry would change the
+entry's own directory) records, for every path in it, the type, size,
+modification time and inode — and each file's sha256. Reusing the entry stats every recorded
+path again (no reading, no hashing): a file edited in place, replaced, truncated or deleted, or a
+directory that gained or lost a name (its modification time moves), makes the entry *modified*
+or *damaged*, and the cache rebuilds it. ``runenv env verify --full`` also re-hashes every file.
+
+Processes that use entries are started with ``PYTHONDONTWRITEBYTECODE`` (entries carry their
+bytecode already), so using an entry never changes it.
+
+Checking loads nothing beyond ``os`` and ``stat``: the CLI's fast path checks entries too.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+TYPE_CHECKING = False  # typing itself costs milliseconds on the fast path
+if TYPE_CHECKING:
+    from pathlib import Path
+
+_HEADER = "runenv-manifest-v1"
+# Set for every process an env starts: importing from an entry must not write bytecode into it.
+USE_WITHOUT_WRITING = {"PYTHONDONTWRITEBYTECODE": "1"}
+_SEPARATOR = "\t"
+
+
+class Problem:
+    """Why an entry cannot be used as it is: ``state`` is "modified" or "damaged"."""
+
+    __slots__ = ("detail", "state")
+
+    def __init__(self, state: str, detail: str) -> None:
+        self.state = state
+        self.detail = detail
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Problem) and (self.state, self.detail) == (
+            other.state,
+            other.detail,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.state, self.detail))
+
+    def __repr__(self) -> str:
+        return f"Problem({self.state!r}, {self.detail!r})"
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.detail}"
+
+
+def record(root: Path, manifest: Path) -> None:
+    """Write the manifest of ``root`` to ``manifest`` (atomically: a crash leaves none)."""
+    from runenv.digests import file_digest  # on use: checking needs no hashing
+
+    rows = [_HEADER]
+    for relative, info in _walk(os.fspath(root)):
+        digest = file_digest(os.path.join(root, relative)) if stat.S_ISREG(info.st_mode) else "-"
+        rows.append(_row(relative, info, digest))
+    partial = manifest.with_name(f".{manifest.name}.partial")
+    partial.write_text("\n".join(rows) + "\n", encoding="utf-8", errors="surrogateescape")
+    os.replace(partial, manifest)  # complete or absent
+
+
+def check(root: str | Path, manifest: str | Path, *, full: bool = False) -> Problem | None:
+    """The first way ``root`` differs from its ``manifest``, or None when it does not.
+
+    Stats every recorded path; with ``full``, also re-hashes every file and looks for names
+    the manifest does not have.
+    """
+    try:
+        with open(manifest, encoding="utf-8", errors="surrogateescape") as handle:
+            text = handle.read()
+    except OSError:
+        return Problem("damaged", "its manifest is missing")
+    rows = text.split("\n")
+    if rows[0] != _HEADER or rows[-1] != "":
+        return Problem("damaged", "its manifest is incomplete")
+    recorded = set()
+    for row in rows[1:-1]:
+        fields = row.split(_SEPARATOR, 5)
+        if len(fields) != 6:
+            return Problem("damaged", "its manifest is unreadable")
+        relative = _unescaped(fields[5])
+        recorded.add(relative)
+        problem = _check_row(os.fspath(root), relative, fields, full)
+        if problem is not None:
+            return problem
+    if full:
+        for relative, _ in _walk(os.fspath(root)):
+            if relative not in recorded:
+                return Problem("modified", f"{relative} was added")
+    return None
+
+
+def _check_row(root: str, relative: str, fields: list[str], full: bool) -> Problem | None:
+    kind, size, mtime, inode, digest = fields[:5]
+    path = os.path.join(root, relative) if relative else root
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return Problem("damaged", f"{relative} is missing")
+    except OSError as error:
+        return Problem("damaged", f"{relative} cannot be read ({error.strerror})")
+    if _kind(info.st_mode) != kind:
+        return Problem("modified", f"{relative or '.'} was replaced")
+    if kind == "d":
+        if str(info.st_mtime_ns) != mtime:
+            return Problem("modified", f"names were added to or removed from {relative or '.'}")
+        return None
+    same_size = kind != "f" or str(info.st_size) == size
+    if not same_size or str(info.st_ino) != inode or str(info.st_mtime_ns) != mtime:
+        return Problem("modified", f"{relative} was changed")
+    if full and kind == "f":
+        from runenv.digests import file_digest
+
+        if file_digest(path) != digest:
+            return Problem("modified", f"{relative} was changed (its content differs)")
+    return None
+
+
+def _walk(root: str) -> list[tuple[str, os.stat_result]]:
+    """Every path under ``root`` (itself as ""), with its lstat; links are not followed."""
+    found = [("", os.lstat(root))]
+    stack = [""]
+    while stack:
+        relative = stack.pop()
+        with os.scandir(os.path.join(root, relative) if relative else root) as entries:
+            for entry in entries:
+                child = f"{relative}/{entry.name}" if relative else entry.name
+                info = entry.stat(follow_symlinks=False)
+                found.append((child, info))
+                if stat.S_ISDIR(info.st_mode):
+                    stack.append(child)
+    return found
+
+
+def _row(relative: str, info: os.stat_result, digest: str) -> str:
+    kind = _kind(info.st_mode)
+    size = info.st_size if kind == "f" else 0
+    fields = (kind, str(size), str(info.st_mtime_ns), str(info.st_ino), digest, _escaped(relative))
+    return _SEPARATOR.join(fields)
+
+
+def _escaped(relative: str) -> str:
+    """A path on one line of the manifest (names may hold tabs and newlines)."""
+    if not any(c in relative for c in "\\\t\n"):
+        return relative
+    return relative.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def _unescaped(field: str) -> str:
+    if "\\" not in field:
+        return field
+    out, index = [], 0
+    while index < len(field):
+        char = field[index]
+        if char == "\\" and index + 1 < len(field):
+            out.append({"t": "\t", "n": "\n"}.get(field[index + 1], field[index + 1]))
+            index += 2
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "d"
+    if stat.S_ISLNK(mode):
+        return "l"
+    return "f" if stat.S_ISREG(mode) else "o"
