@@ -90,6 +90,32 @@ def show(key: str = typer.Argument(..., help="A cache key, or its first characte
     typer.echo(json.dumps(_entry_record(matches[0]), indent=2))
 
 
+@env_app.command("verify")
+def verify(
+    key: str = typer.Argument(None, help="A cache key, or its first characters (default: all)."),
+    full: bool = typer.Option(
+        False, "--full", help="Also re-hash every file (reads everything; slower)."
+    ),
+) -> None:
+    """Check cache entries against what was built: ok, modified or damaged. Exits 1 if any is
+    not ok (the next use of such an entry builds it again)."""
+    cache = _cache()
+    entries = [entry for entry in cache.entries() if key is None or entry.key.startswith(key)]
+    if key is not None and not entries:
+        raise RunenvError(f"no entry with a key starting {key!r}", hint="see `runenv env list`")
+    bad = 0
+    for entry in entries:
+        problem = cache.verify(entry, full=full)
+        bad += problem is not None
+        state = "ok" if problem is None else f"{problem.state}: {problem.detail}"
+        typer.echo(f"{entry.kind:<12} {entry.key[:12]}  {state}")
+    if bad:
+        raise RunenvError(
+            f"{bad} of {len(entries)} entries are not as they were built",
+            hint="they are rebuilt when next used; `runenv env gc` removes unused ones now",
+        )
+
+
 @env_app.command("gc")
 def gc(
     max_size: str = typer.Option("0", "--max-size", help="Keep at most this much (10G, 500M)."),

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import fsspec
 import pytest
+from wheels import build_wheel
 
 from runenv import RuntimeEnv
+from runenv.context import Context, start_process
 from runenv.errors import EnvSetupError
-from runenv.materialize import materialize, prepare
+from runenv.materialize import materialize, prepare, release
 from runenv.storage import Store
 
 
@@ -95,3 +100,148 @@ def test_link_order_cannot_leave_a_link_to_the_host(field: str, tmp_path: Path, 
     with pytest.raises(EnvSetupError, match="'pkg/esc' is a link to"):
         materialize(env)
     assert published(home, field) == []
+
+
+# --- entries the processes that use them cannot change ------------------------------------
+
+
+@pytest.fixture
+def wheelhouse(tmp_path: Path) -> Path:
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "runenv-demo-a", "1.0")
+    return wheels
+
+
+def pip_env(wheels: Path) -> RuntimeEnv:
+    options = ["--no-index", "--find-links", str(wheels)]
+    return RuntimeEnv(pip={"packages": ["runenv-demo-a"], "pip_install_options": options})
+
+
+def run_python(context: Context, code: str) -> subprocess.CompletedProcess[str]:
+    process = start_process(
+        context, ["python", "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(
+        process.args, process.returncode, stdout.decode(), stderr.decode()
+    )
+
+
+def module_file(context: Context) -> Path:
+    found = run_python(context, "import runenv_demo_a; print(runenv_demo_a.__file__)")
+    assert found.returncode == 0, found.stderr
+    return Path(found.stdout.strip())
+
+
+def test_a_job_that_writes_into_its_env_changes_nothing_else(wheelhouse: Path, home: Path) -> None:
+    stages: list[str] = []
+    context = materialize(pip_env(wheelhouse))
+    module = module_file(context)
+    assert module.stat().st_nlink == 1  # a copy: not a hard link into uv's cache
+    assert not os.access(module, os.W_OK) or os.geteuid() == 0  # read-only unless root
+    os.chmod(module, 0o644)  # what a careless job running as root does without asking
+    with open(module, "a") as poison:
+        poison.write("\nPOISONED = True\n")
+    uv_copies = [p for p in (home / "uv-cache").rglob(module.name) if p.is_file()]
+    assert uv_copies and all("POISONED" not in p.read_text() for p in uv_copies)
+    again = materialize(pip_env(wheelhouse), on_stage=lambda stage, detail: stages.append(stage))
+    assert stages.count("rebuilt") == 1
+    clean = run_python(again, "import runenv_demo_a; print(hasattr(runenv_demo_a, 'POISONED'))")
+    assert clean.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("damage", ["delete a module", "delete bin/python", "add a .pth file"])
+def test_a_damaged_env_is_rebuilt_before_use(damage: str, wheelhouse: Path) -> None:
+    context = materialize(pip_env(wheelhouse))
+    module = module_file(context)
+    venv = Path(context.python_executable).parent.parent
+    os.chmod(module.parent, 0o755)
+    os.chmod(venv / "bin", 0o755)
+    if damage == "delete a module":
+        module.unlink()
+    elif damage == "delete bin/python":
+        (venv / "bin" / "python").unlink()
+    else:
+        (module.parent / "evil.pth").write_text("import os; os.environ['EVIL'] = '1'\n")
+    stages: list[tuple[str, str]] = []
+    again = materialize(pip_env(wheelhouse), on_stage=lambda *stage: stages.append(stage))
+    rebuilt = [detail for stage, detail in stages if stage == "rebuilt"]
+    assert len(rebuilt) == 1 and "pip env runenv-demo-a" in rebuilt[0]
+    check = run_python(again, "import os, runenv_demo_a; print(os.environ.get('EVIL'))")
+    assert check.returncode == 0 and check.stdout.strip() == "None"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit"])
+def test_a_damaged_lock_is_resolved_again(damage: str, wheelhouse: Path, home: Path) -> None:
+    materialize(pip_env(wheelhouse))
+    (lock_file,) = (home / "runtime_resources" / "lock-v1").glob("*/lock.json")
+    os.chmod(lock_file.parent, 0o755)
+    os.chmod(lock_file, 0o644)
+    text = lock_file.read_text()
+    lock_file.write_text(text[:10] if damage == "truncate" else text.replace("1.0", "9.9"))
+    stages: list[str] = []
+    context = materialize(pip_env(wheelhouse), on_stage=lambda stage, _: stages.append(stage))
+    assert "rebuilt" in stages
+    assert module_file(context).parent.name == "runenv_demo_a"
+    assert "9.9" not in lock_file.read_text()
+
+
+def test_an_entry_with_unreadable_metadata_is_listed_and_collected(
+    wheelhouse: Path, home: Path
+) -> None:
+    from runenv.cache import ENTRY_META, ResourceCache
+
+    release(materialize(pip_env(wheelhouse)))
+    cache = ResourceCache()
+    (venv_entry,) = [e for e in cache.entries() if e.kind == "python"]
+    meta = venv_entry.path / ENTRY_META
+    os.chmod(venv_entry.path, 0o755)
+    os.chmod(meta, 0o644)
+    meta.write_text('{"kind": "pyth')
+    listed = {e.key: e for e in cache.entries()}
+    assert "damaged" in listed[venv_entry.key].description
+    assert cache.verify(listed[venv_entry.key]) is not None
+    report = cache.gc()
+    assert venv_entry.key in {e.key for e in report.removed}
+    assert not venv_entry.path.exists()
+
+
+def test_a_job_that_edits_its_working_dir_leaves_the_next_run_the_original(
+    tmp_path: Path,
+) -> None:
+    code = project(tmp_path)
+    first = materialize(RuntimeEnv(working_dir=str(code)))
+    edited = Path(first.cwd or "") / "main.py"
+    edited.write_text("print('edited by a job')\n")  # the working dir stays writable
+    (Path(first.cwd or "") / "output.csv").write_text("a job's output\n")
+    stages: list[str] = []
+    second = materialize(
+        RuntimeEnv(working_dir=str(code)), on_stage=lambda stage, _: stages.append(stage)
+    )
+    assert "rebuilt" in stages
+    assert (Path(second.cwd or "") / "main.py").read_text() == "print('the original')\n"
+    assert not (Path(second.cwd or "") / "output.csv").exists()
+
+
+def test_env_verify_in_stat_and_full_modes(wheelhouse: Path, home: Path) -> None:
+    context = materialize(pip_env(wheelhouse))
+    module = module_file(context)
+    release(context)
+
+    def verify(*flags: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "runenv", "env", "verify", *flags]
+        return subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
+
+    clean = verify()
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout.count(" ok") == 2  # the lock and the venv
+    before = module.stat()
+    os.chmod(module, 0o644)
+    data = module.read_bytes()
+    module.write_bytes(data.replace(b"1.0", b"6.6"))  # same size...
+    os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))  # ...and the old time
+    assert verify().returncode == 0  # the stat check cannot see it
+    full = verify("--full")
+    assert full.returncode == 1
+    assert "modified:" in full.stdout and module.name in full.stdout
+    assert full.stderr.count("error:") == 1 and full.stderr.count("hint:") == 1
