@@ -294,10 +294,8 @@ def serve(
     isolation.make_undumpable()  # same-user jobs cannot read our memory, fds or mounts
     scheme = "https" if tls_cert else "http"
     bound_port = listener.getsockname()[1]
-    print(f"runenv job server on {scheme}://{_url_host(host)}:{bound_port}", file=sys.stderr)
-    for note in (notes, warning):
-        if note:
-            print(note, file=sys.stderr)
+    announcement = [f"runenv job server on {scheme}://{_url_host(host)}:{bound_port}", notes]
+    print("\n".join(line for line in (*announcement, warning) if line), file=sys.stderr)
     config = uvicorn.Config(
         create_app(token, host=host),
         log_level="warning",
