@@ -67,8 +67,9 @@ try:
             check(libc.mount(b"/dev/null", path.encode(), None, 4096, None), path)
 except OSError as error:
     if report == "report":
-        os.write(2, ("[runenv] no mount namespace for this job (%s): it can read the job store "
-                     "and other jobs' logs (see runenv's docs on job isolation)\n" % error).encode())
+        message = ("[runenv] no mount namespace for this job (%s): it can read the job store "
+                   "and other jobs' logs (see job isolation in runenv's README)\n" % error)
+        os.write(2, message.encode())
 os.execv(command[0], command)
 """
 
@@ -109,4 +110,3 @@ def make_undumpable() -> None:
 
     with contextlib.suppress(OSError):
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
-

@@ -380,9 +380,9 @@ def _holder(port: int) -> str:
 
     with contextlib.suppress(psutil.Error, OSError):
         for connection in psutil.net_connections(kind="tcp"):
-            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port:
-                if connection.pid:
-                    return f" by process {connection.pid} ({psutil.Process(connection.pid).name()})"
+            listening = connection.status == psutil.CONN_LISTEN and connection.pid
+            if listening and connection.laddr and connection.laddr.port == port:
+                return f" by process {connection.pid} ({psutil.Process(connection.pid).name()})"
     return ""
 
 

@@ -166,7 +166,6 @@ class Supervisor:
         import psutil
 
         from runenv.context import start_process
-
         from runenv.jobs import isolation
 
         job_env = {
