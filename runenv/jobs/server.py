@@ -177,18 +177,23 @@ async def _error_response(request: Request, error: Exception) -> Response:
 
 
 class _TokenCheck:
-    """Every request carries the token (when the server has one): 401 otherwise."""
+    """Every request carries the token (when the server has one): 401 otherwise — websockets
+    (a log tail) too, refused before they are accepted."""
 
     def __init__(self, app: Any, token: str | None) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token else None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.expected is not None:
+        if scope["type"] in ("http", "websocket") and self.expected is not None:
             headers = dict(scope.get("headers") or [])
             if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
                 response = JSONResponse(
-                    {"error": "missing or wrong token", "hint": "pass the server's token"},
+                    {
+                        "error": "missing or wrong token",
+                        "hint": "pass the server's token: RUNENV_TOKEN (clients on its machine "
+                        "read RUNENV_HOME/auth/token by themselves)",
+                    },
                     status_code=401,
                 )
                 await response(scope, receive, send)

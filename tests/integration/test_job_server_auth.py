@@ -106,6 +106,20 @@ def test_no_token_or_a_wrong_one_is_401(server: Served, home: Path) -> None:
     assert httpx.get(jobs, headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
+def test_a_websocket_without_the_token_is_refused_before_it_opens(server: Served) -> None:
+    host_port = server.address.removeprefix("http://")
+    host, port = host_port.rsplit(":", 1)
+    upgrade = (
+        f"GET /api/jobs/any/logs/tail HTTP/1.1\r\nHost: {host_port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=WAIT_S) as connection:
+        connection.sendall(upgrade.encode())
+        status_line = connection.recv(4096).split(b"\r\n", 1)[0]
+    assert status_line.split()[1] == b"401"
+
+
 def test_the_default_token_is_private_and_only_its_place_is_printed(
     server: Served, home: Path
 ) -> None:
