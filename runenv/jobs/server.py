@@ -29,7 +29,7 @@ from starlette.routing import Route
 from runenv import __version__, settings, store_layout
 from runenv.errors import RunenvError
 from runenv.jobs import auth, isolation
-from runenv.jobs.auth import is_loopback
+from runenv.jobs.auth import is_loopback, read_token
 from runenv.jobs.manager import FOLLOW_POLL_SECONDS, JobManager
 from runenv.jobs.models import JobStatus, Submission
 from runenv.jobs.store import DuplicateJobError, JobNotFoundError
@@ -273,11 +273,6 @@ def check_bind(host: str, token: str | None, tls: bool) -> str | None:
         f"WARNING: listening on {host} over plain HTTP: the token and every job's env_vars "
         "cross the network in clear. Use --tls-cert/--tls-key, a TLS proxy or an SSH tunnel."
     )
-
-
-def read_token(path: Path) -> str:
-    """The token in ``path`` (refused if short, or open to other users)."""
-    return auth.read_token(path)
 
 
 def serve(
