@@ -139,3 +139,26 @@ def test_a_job_reads_neither_the_store_nor_other_jobs_nor_the_token(
     assert secret in client.get_job_logs(first)  # there all along, only not for the job
     assert (home / "jobs" / "jobs.sqlite").stat().st_size > 0  # the covers stayed the job's
     assert os.path.getsize(home / "auth" / "token") > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="mount namespaces are Linux's")
+def test_a_token_file_given_elsewhere_is_hidden_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "a-token-file-outside-runenv-home"
+    token_file = tmp_path / "secrets" / "token"
+    token_file.parent.mkdir()
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    environ = clean_environ(tmp_path / "home")
+    served = serve(environ, "--token-file", str(token_file))
+    try:
+        monkeypatch.setenv("RUNENV_HOME", environ["RUNENV_HOME"])
+        client = JobClient(served.address, token=token)
+        probe = tmp_path / "probe.py"
+        probe.write_text(PROBE)
+        logs = run_job(client, f"{sys.executable} {probe} {token_file}")
+    finally:
+        served.stop()
+    assert token not in logs
+    assert f"READ {token_file} b''" in logs or f"REFUSED {token_file}" in logs
