@@ -54,6 +54,7 @@ def start_process(
     base_env: Mapping[str, str] | None = None,
     own_group: bool = True,
     arms_itself: bool = False,
+    wrapper: Sequence[str] = (),
     stdin: process.Stream = None,
     stdout: process.Stream = None,
     stderr: process.Stream = None,
@@ -63,6 +64,7 @@ def start_process(
 
     A bare ``python`` as the program means the env's interpreter, whatever PATH says. The
     process inherits the Context's leases, so its cache entries stay while it runs.
+    ``wrapper``: see :func:`runenv.process.start`.
     """
     if not argv:
         raise ValueError("no command to run")
@@ -76,6 +78,7 @@ def start_process(
         pass_fds=(*context.lease_fds, *pass_fds),
         own_group=own_group,
         arms_itself=arms_itself,
+        wrapper=wrapper,
         stdin=stdin,
         stdout=stdout,
         stderr=stderr,

@@ -61,11 +61,14 @@ def start(
     pass_fds: Sequence[int] = (),
     own_group: bool = True,
     arms_itself: bool = False,
+    wrapper: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Start ``argv``: its own process group (unless ``own_group`` is False), dying with us.
 
     ``arms_itself``: the command is a Python of runenv's that calls
     ``runenv.core.lifetime.die_with_parent`` with this process's pid, so no helper is needed.
+    ``wrapper``: a command that prepares the process and execs the rest of its arguments (a
+    job's namespaces: :mod:`runenv.jobs.isolation`), run after the death signal is armed.
     A missing or non-executable program raises FileNotFoundError / PermissionError here, as
     ``subprocess.Popen`` does.
     """
@@ -75,7 +78,9 @@ def start(
     environment = dict(os.environ if env is None else env)
     if not arms_itself:
         program = _resolve_program(command[0], environment.get("PATH"), cwd)
-        command = [*_death_signal_helper(os.getpid()), program, *command[1:]]
+        command = [*_death_signal_helper(os.getpid()), *wrapper, program, *command[1:]]
+    else:
+        command = [*wrapper, *command]
 
     def popen() -> subprocess.Popen[bytes]:
         return subprocess.Popen(

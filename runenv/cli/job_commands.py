@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer._click.exceptions import NoSuchOption  # Typer's own Click: it raises these
+from typer.core import TyperCommand
 
 from runenv.cli import fast
 from runenv.cli.app import app
 from runenv.cli.options import env_dict_from_flags
 from runenv.cli.progress import stage_reporter
-from runenv.errors import RunenvError
+from runenv.errors import RunenvError, UsageError
 from runenv.jobs.config import JobConfig, read_job_config
 from runenv.jobs.models import JobInfo, JobStatus
 from runenv.spec import RuntimeEnv
@@ -40,9 +42,42 @@ SHOW_SECRETS = typer.Option(
 )
 
 
-@job_app.command(
-    "submit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-)
+_RUN_OPTIONS = {"--env-var": "env_vars", "--pip": "pip"}
+
+
+class _SubmitCommand(TyperCommand):
+    """An option before the entrypoint that ``submit`` does not know is an error, as in Ray's
+    ``ray job submit`` (else it would silently become part of the entrypoint): the entrypoint's
+    own options go after ``--``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoSuchOption as error:
+            names = [name for param in self.params for name in param.opts if name.startswith("-")]
+            raise UsageError(
+                f"runenv job submit has no option {error.option_name}",
+                hint=unknown_option_hint(error.option_name, names),
+            ) from None
+
+
+def unknown_option_hint(option: str, known: list[str]) -> str:
+    """The close option names, and where the entrypoint's own options go."""
+    import difflib
+
+    field = _RUN_OPTIONS.get(option.split("=", 1)[0])
+    close = difflib.get_close_matches(option, known, n=3, cutoff=0.6)
+    if field:  # an option of `runenv run`: for a job, a field of its runtime_env
+        guess = f"a job's {field} go in --runtime-env or --runtime-env-json '{{\"{field}\": …}}'; "
+    else:
+        guess = f"did you mean {' or '.join(close)}? " if close else ""
+    return (
+        f"{guess}the entrypoint and its own options go after --: "
+        f"runenv job submit [OPTIONS] -- python main.py {option}"
+    )
+
+
+@job_app.command("submit", cls=_SubmitCommand)
 def submit(
     entrypoint: list[str] = typer.Argument(None, help="The command to run, after --."),
     address: str = ADDRESS,
@@ -205,17 +240,33 @@ def delete(submission_id: str, address: str = ADDRESS) -> None:
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(8265, "--port", help="Port to listen on."),
-    token_file: Path = typer.Option(None, "--token-file", help="File holding the API token."),
+    port: int = typer.Option(8265, "--port", help="Port to listen on (0: any free one)."),
+    token_file: Path = typer.Option(
+        None,
+        "--token-file",
+        help="File holding the API token (0600, 16 bytes or more). Default: one made once "
+        "under RUNENV_HOME/auth, which clients on this machine pick up by themselves.",
+    ),
+    unsafe_no_token: bool = typer.Option(
+        False,
+        "--unsafe-no-token",
+        help="Serve without a token: any local process of any user can run commands as you. "
+        "Loopback only.",
+    ),
+    tls_cert: Path = typer.Option(None, "--tls-cert", help="PEM certificate: serve https."),
+    tls_key: Path = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
 ) -> None:
     """Run the job server (HTTP JSON API) over this machine's jobs."""
-    from runenv.jobs.server import check_bind, read_token
     from runenv.jobs.server import serve as run_server
 
-    token = read_token(token_file)
-    check_bind(host, token)
-    print(f"runenv job server on http://{host}:{port}", file=sys.stderr)
-    run_server(host, port, token)
+    run_server(
+        host,
+        port,
+        token_file,
+        no_token=unsafe_no_token,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
 
 
 def _client(address: str | None, ray_mode: str | None = None) -> JobClient:

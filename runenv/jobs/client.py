@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 ADDRESS_VARIABLE = "RUNENV_ADDRESS"
 TOKEN_VARIABLE = "RUNENV_TOKEN"
+CA_FILE_VARIABLE = "RUNENV_CA_FILE"
 
 
 class JobBackend(Protocol):
@@ -58,6 +59,10 @@ class JobClient:
         """``ray_mode`` (plugin, stock, auto; default ``RUNENV_RAY_MODE``) for Ray clusters."""
         self.address = (address or os.environ.get(ADDRESS_VARIABLE) or "").rstrip("/") or None
         token = token or os.environ.get(TOKEN_VARIABLE)
+        if not token and self.address is not None and _is_runenv_server(self.address):
+            from runenv.jobs.auth import local_token
+
+            token = local_token(self.address)  # this machine's server: its default token
         self.backend = _backend(self.address, token, ray_mode)
 
     def submit_job(
@@ -130,6 +135,10 @@ def _backend(address: str | None, token: str | None, ray_mode: str | None) -> Jo
     return HttpBackend(address, token)
 
 
+def _is_runenv_server(address: str) -> bool:
+    return address.startswith(("http://", "https://"))
+
+
 def _is_ray(backend: JobBackend) -> bool:
     from runenv.ray.jobs import RayJobBackend
 
@@ -175,7 +184,9 @@ class HttpBackend:
 
         self.address = address
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(base_url=address, headers=headers, timeout=httpx.Timeout(60))
+        self.client = httpx.Client(
+            base_url=address, headers=headers, timeout=httpx.Timeout(60), verify=_trusted()
+        )
 
     def submit_job(self, submission: Submission, on_stage: StageCallback | None) -> str:
         from runenv.materialize import prepare
@@ -236,6 +247,24 @@ class HttpBackend:
                 f"cannot reach the job server at {self.address}: {error}",
                 hint="start it with `runenv serve`, or check --address / RUNENV_ADDRESS",
             ) from None
+
+
+def _trusted() -> Any:
+    """What an https:// server's certificate is checked against: only the certificates in
+    ``RUNENV_CA_FILE`` (PEM, e.g. a self-signed server's own) when set, else httpx's default
+    (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set, else certifi's bundle)."""
+    import ssl
+
+    ca_file = os.environ.get(CA_FILE_VARIABLE)
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as error:
+        raise RunenvError(
+            f"cannot use {CA_FILE_VARIABLE}={ca_file}: {error}",
+            hint="a PEM file of the certificates to trust (a self-signed server's certificate)",
+        ) from None
 
 
 class _ServerStore:

@@ -1,14 +1,21 @@
 """``runenv serve``: the job API over HTTP (JSON), on the same manager and supervisors.
 
-Paths follow Ray's job submission API (``/api/jobs/...``). It binds 127.0.0.1 unless given a
-token; with a token every request must carry ``Authorization: Bearer <token>``.
+Paths follow Ray's job submission API (``/api/jobs/...``). Every request carries the server's
+token (``Authorization: Bearer <token>``): one it was given (``--token-file``) or one it made
+under ``RUNENV_HOME`` (:mod:`runenv.jobs.auth`); only ``--unsafe-no-token``, on loopback, goes
+without.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hmac
 import ipaddress
+import os
+import socket
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +28,8 @@ from starlette.routing import Route
 
 from runenv import __version__, settings, store_layout
 from runenv.errors import RunenvError
+from runenv.jobs import auth, isolation
+from runenv.jobs.auth import is_loopback, read_token
 from runenv.jobs.manager import FOLLOW_POLL_SECONDS, JobManager
 from runenv.jobs.models import JobStatus, Submission
 from runenv.jobs.store import DuplicateJobError, JobNotFoundError
@@ -168,18 +177,23 @@ async def _error_response(request: Request, error: Exception) -> Response:
 
 
 class _TokenCheck:
-    """Every request carries the token (when the server has one): 401 otherwise."""
+    """Every request carries the token (when the server has one): 401 otherwise — websockets
+    (a log tail) too, refused before they are accepted."""
 
     def __init__(self, app: Any, token: str | None) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token else None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.expected is not None:
+        if scope["type"] in ("http", "websocket") and self.expected is not None:
             headers = dict(scope.get("headers") or [])
             if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
                 response = JSONResponse(
-                    {"error": "missing or wrong token", "hint": "pass the server's token"},
+                    {
+                        "error": "missing or wrong token",
+                        "hint": "pass the server's token: RUNENV_TOKEN (clients on its machine "
+                        "read RUNENV_HOME/auth/token by themselves)",
+                    },
                     status_code=401,
                 )
                 await response(scope, receive, send)
@@ -241,36 +255,136 @@ def _own_origins(host_header: str) -> tuple[str, str]:
     return (f"http://{host_header}", f"https://{host_header}")
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse to listen beyond this machine without a token."""
-    if token:
-        return
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+def check_bind(host: str, token: str | None, tls: bool) -> str | None:
+    """Refuse to listen beyond this machine without a token; a warning (or None) when it would
+    listen beyond it without TLS."""
+    if is_loopback(host):
+        return None
+    if not token:
         raise RunenvError(
             f"refusing to listen on {host} without a token: anyone who can reach it could run "
             "commands on this machine",
-            hint="pass --token-file FILE (a secret the clients send), or listen on 127.0.0.1",
+            hint="drop --unsafe-no-token (a token is made for you), or listen on 127.0.0.1",
         )
-
-
-def read_token(path: Path | None) -> str | None:
-    if path is None:
+    if tls:
         return None
-    try:
-        token = path.read_text().strip()
-    except OSError as error:
-        raise RunenvError(f"cannot read the token file {path}: {error.strerror}") from None
-    if not token:
-        raise RunenvError(f"the token file {path} is empty", hint="write a long random secret")
-    return token
+    # Warned, not refused: behind a TLS proxy, an SSH tunnel or a private network it is right.
+    return (
+        f"WARNING: listening on {host} over plain HTTP: the token and every job's env_vars "
+        "cross the network in clear. Use --tls-cert/--tls-key, a TLS proxy or an SSH tunnel."
+    )
 
 
-def serve(host: str, port: int, token: str | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    token_file: Path | None = None,
+    *,
+    no_token: bool = False,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> None:
+    """Listen (the socket bound before anything is announced), then serve until stopped."""
     import uvicorn
 
-    check_bind(host, token)
-    uvicorn.run(create_app(token, host=host), host=host, port=port, log_level="warning")
+    token, notes = _server_token(host, token_file, no_token)
+    warning = check_bind(host, token, tls_cert is not None)
+    _check_tls(tls_cert, tls_key)
+    listener = _bind(host, port)
+    isolation.make_undumpable()  # same-user jobs cannot read our memory, fds or mounts
+    scheme = "https" if tls_cert else "http"
+    bound_port = listener.getsockname()[1]
+    announcement = [f"runenv job server on {scheme}://{_url_host(host)}:{bound_port}", notes]
+    print("\n".join(line for line in (*announcement, warning) if line), file=sys.stderr)
+    config = uvicorn.Config(
+        create_app(token, host=host),
+        log_level="warning",
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+    )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _server_token(host: str, token_file: Path | None, no_token: bool) -> tuple[str | None, str]:
+    """The token (None with the opt-out, on loopback only) and a note saying where it is —
+    never what it is."""
+    if no_token:
+        if token_file is not None:
+            raise RunenvError(
+                "--unsafe-no-token and --token-file contradict each other",
+                hint="drop one of them",
+            )
+        if not is_loopback(host):
+            raise RunenvError(
+                f"--unsafe-no-token is only allowed on loopback, not on {host}",
+                hint="drop --unsafe-no-token: a token is made for you under RUNENV_HOME",
+            )
+        return None, (
+            "WARNING: no token (--unsafe-no-token): every process on this machine, "
+            "of every user, can run commands as you through this server"
+        )
+    if token_file is not None:
+        token, path = read_token(token_file), token_file.resolve()
+        note = f"token: from {path}"
+    else:
+        token, path = auth.default_token()
+        note = f"token: in {path} (clients on this machine pick it up; elsewhere pass it as "
+        note += "RUNENV_TOKEN)"
+    os.environ[auth.TOKEN_FILE_VARIABLE] = str(path)  # our supervisors hide it from jobs
+    return token, note
+
+
+def _check_tls(cert: Path | None, key: Path | None) -> None:
+    if (cert is None) != (key is None):
+        raise RunenvError("--tls-cert and --tls-key go together", hint="pass both, or neither")
+    if cert is None or key is None:
+        return
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise RunenvError(
+            f"cannot use the TLS certificate {cert} with the key {key}: {error}",
+            hint="a PEM certificate (chain) and its PEM private key",
+        ) from None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or an error naming who holds the port."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+    except socket.gaierror as error:
+        raise RunenvError(f"cannot listen on {host}: {error.strerror}") from None
+    listener = socket.socket(family, kind, protocol)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as error:
+        listener.close()
+        if error.errno != errno.EADDRINUSE:
+            raise RunenvError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+        raise RunenvError(
+            f"port {port} on {host} is already in use{_holder(port)}",
+            hint="stop that process, or choose another port with --port",
+        ) from None
+    return listener
+
+
+def _holder(port: int) -> str:
+    """`` by PID (NAME)`` when this user may see which process listens on ``port``."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error, OSError):
+        for connection in psutil.net_connections(kind="tcp"):
+            listening = connection.status == psutil.CONN_LISTEN and connection.pid
+            if listening and connection.laddr and connection.laddr.port == port:
+                return f" by process {connection.pid} ({psutil.Process(connection.pid).name()})"
+    return ""
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

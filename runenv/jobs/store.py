@@ -8,11 +8,13 @@ other's terminal status.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from runenv import locks, settings
 from runenv.errors import RunenvError
@@ -44,10 +46,28 @@ def jobs_home() -> Path:
     return settings.runenv_home() / "jobs"
 
 
+def private_directory(path: Path) -> None:
+    """``path`` as a directory only its owner can enter (0700); a looser one runenv made
+    before is tightened, with the files in it (records and logs hold env_vars)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) == 0o700:
+        return
+    path.chmod(0o700)
+    for child in path.iterdir():
+        with contextlib.suppress(OSError):  # gone meanwhile
+            child.chmod(0o700 if child.is_dir() else 0o600)
+
+
+def open_private(path: Path, *, append: bool = True) -> BinaryIO:
+    """``path`` opened for writing (unbuffered; appending unless told), created 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    return open(os.open(path, flags, 0o600), "ab" if append else "wb", buffering=0)
+
+
 class JobStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or jobs_home() / "jobs.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(self.path.parent)
         if not self.path.exists():
             self._create()
 
@@ -56,6 +76,7 @@ class JobStore:
         already use to WAL waits for every reader to go, which a burst of processes starting
         at once (submissions, their supervisors) may never allow in time."""
         lock_path = self.path.with_name(self.path.name + ".lock")
+        os.close(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             lock = locks.exclusive(lock_path, _BUSY_SECONDS)
         except locks.LockTimeout:
@@ -63,8 +84,11 @@ class JobStore:
                 f"the job store {self.path} is being created by another process for too long",
                 hint=f"look for a stuck runenv process holding {lock_path}",
             ) from None
-        with lock, self._connection():
-            pass
+        with lock:
+            # Made 0600 before SQLite opens it: its -wal and -shm files take the file's mode.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            with self._connection():
+                pass
 
     def insert(self, info: JobInfo) -> None:
         check_submission_id(info.submission_id)

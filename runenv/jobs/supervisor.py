@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING
 from runenv import process, settings
 from runenv.errors import RunenvError
 from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
-from runenv.jobs.store import JobStore, jobs_home
+from runenv.jobs.store import JobStore, jobs_home, open_private, private_directory
 from runenv.redact import redact_text
 
 STOP_GRACE_SECONDS = 3.0
@@ -54,13 +54,14 @@ def spawn(submission_id: str) -> None:
     import psutil
 
     directory = job_directory(submission_id)
-    directory.mkdir(parents=True, exist_ok=True)
+    private_directory(directory)
     command = [sys.executable, "-c", _DETACHED, submission_id]
-    with open(directory / "supervisor.log", "ab") as errors:
+    with open_private(directory / "supervisor.log") as errors:
         pid = process.spawn_detached(command, output=errors)
     with contextlib.suppress(psutil.Error):  # else it has ended already: nothing to say
         started = psutil.Process(pid).create_time()
-        (directory / "supervisor.pid").write_text(f"{pid} {started!r}")
+        with open_private(directory / "supervisor.pid", append=False) as pid_file:
+            pid_file.write(f"{pid} {started!r}".encode())
 
 
 def spawned_alive(submission_id: str) -> bool:
@@ -89,6 +90,7 @@ class Supervisor:
         self.stop_requested = False
         self.setting_up = False
         self.process: subprocess.Popen[bytes] | None = None
+        self.isolation_reported = False
 
     def run(self) -> None:
         import psutil
@@ -165,6 +167,7 @@ class Supervisor:
         import psutil
 
         from runenv.context import start_process
+        from runenv.jobs import isolation
 
         job_env = {
             settings.JOB_ID_VARIABLE: self.id,
@@ -173,10 +176,13 @@ class Supervisor:
         self.process = start_process(  # in its own process group: a stop reaches all of it
             context.with_changes(env_vars={**context.env_vars, **job_env}),
             ["/bin/sh", "-c", info.entrypoint],
+            base_env=isolation.job_environment(os.environ),  # none of the server's settings
+            wrapper=isolation.wrapper(report=not self.isolation_reported),
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        self.isolation_reported = True  # a job without namespaces is told once, not per attempt
         try:
             started: float | None = psutil.Process(self.process.pid).create_time()
         except psutil.Error:
@@ -225,10 +231,13 @@ def _failure_message(code: int | None, retries: int) -> str:
 
 
 def main(submission_id: str) -> None:
+    from runenv.jobs.isolation import make_undumpable
+
+    make_undumpable()  # jobs of the same user cannot read this process's fds or memory
     store = JobStore()
     path = log_path(submission_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab", buffering=0) as log:
+    private_directory(path.parent)
+    with open_private(path) as log:
         supervisor = Supervisor(submission_id, store, log)
         try:
             supervisor.run()

@@ -279,11 +279,11 @@ def server(environ: dict[str, str], tmp_path: Path) -> Iterator[Server]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    token = "test-token-0123456789"
     token_file = tmp_path / "token"
-    token_file.write_text("test-token-123\n")
-    server = Server(
-        f"http://127.0.0.1:{port}", "test-token-123", start_server(environ, port, token_file)
-    )
+    token_file.write_text(f"{token}\n")
+    token_file.chmod(0o600)  # the server refuses a token others may read
+    server = Server(f"http://127.0.0.1:{port}", token, start_server(environ, port, token_file))
     yield server
     server.process.kill()  # the one running now: a test may have restarted it
     server.process.wait()
@@ -362,12 +362,6 @@ def test_token_is_required(server: Server, environ: dict[str, str]) -> None:
     assert wrong.status_code == 401
     result = runenv("job", "list", "--address", server.address, environ=environ)
     assert result.returncode == 1 and "error: missing or wrong token" in result.stderr
-
-
-def test_refuses_to_bind_beyond_loopback_without_a_token(environ: dict[str, str]) -> None:
-    result = runenv("serve", "--host", "0.0.0.0", "--port", "0", environ=environ)
-    assert result.returncode == 1
-    assert "refusing to listen on 0.0.0.0 without a token" in result.stderr
 
 
 def test_server_killed_mid_job_loses_nothing(
