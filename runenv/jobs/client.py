@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from runenv import store_layout
 from runenv.errors import RunenvError, UsageError
+from runenv.jobs import wire
 from runenv.jobs.models import JobInfo, JobStatus, Submission
 from runenv.spec import RuntimeEnv
 
@@ -195,7 +196,7 @@ class HttpBackend:
         return str(self.call("POST", "/api/jobs/", json=body)["submission_id"])
 
     def get_job_info(self, submission_id: str) -> JobInfo:
-        return JobInfo.from_dict(self.call("GET", f"/api/jobs/{submission_id}"))
+        return wire.from_wire(self.call("GET", f"/api/jobs/{submission_id}"))
 
     def get_job_logs(self, submission_id: str) -> str:
         return str(self.call("GET", f"/api/jobs/{submission_id}/logs")["logs"])
@@ -221,7 +222,7 @@ class HttpBackend:
 
     def list_jobs(self, status: JobStatus | None) -> list[JobInfo]:
         params = {"status": status.value} if status else {}
-        return [JobInfo.from_dict(item) for item in self.call("GET", "/api/jobs/", params=params)]
+        return [wire.from_wire(item) for item in self.call("GET", "/api/jobs/", params=params)]
 
     def call(self, method: str, path: str, **options: Any) -> Any:
         return _checked(self.request(method, path, **options))

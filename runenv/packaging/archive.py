@@ -85,6 +85,29 @@ def verify_package(path: Path, name: str) -> None:
     )
 
 
+def verify_foreign_zip(path: Path, name: str, max_bytes: int) -> None:
+    """Check a zip whose name says nothing runenv can verify (Ray's ``_ray_pkg_<hash>.zip``):
+    a zip, no entry that would unpack outside its directory, at most ``max_bytes`` unpacked."""
+    try:
+        with zipfile.ZipFile(path) as source:
+            unpacked = sum(info.file_size for info in source.infolist())
+            if unpacked > max_bytes:
+                raise PackagingError(
+                    f"{name} unpacks to {unpacked} bytes, over the limit of {max_bytes}",
+                    hint="raise RUNENV_MAX_PACKAGE_MB on the server, or exclude large files",
+                )
+            root = "/" + uuid.uuid4().hex  # names are checked against a root; nothing is written
+            for member in _zip_members(source):
+                _safe_target(root, member.name)
+                if member.kind == "symlink":
+                    _check_link(root, member.name, member.link)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+        raise PackagingError(
+            f"the uploaded {name} is not a readable zip: {error}",
+            hint="upload it again",
+        ) from None
+
+
 def _row(path: str, mode: int | None, content_hash: str) -> str:
     # One line per entry: path NUL mode NUL content hash (a path never holds a NUL).
     return f"{path}\0dir\0" if mode is None else f"{path}\0{mode:o}\0{content_hash}"
