@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runenv.errors import RunenvError
-from runenv.jobs.models import MAX_RETRIES_LIMIT
+from runenv.jobs.models import MAX_RETRIES_LIMIT, check_submission_id
 
 _NonNegative = Annotated[float, Field(ge=0)]
 
@@ -72,6 +72,14 @@ def parse_submit(body: bytes) -> SubmitRequest:
             "job_id",
             hint="job_id is Ray's deprecated name for submission_id: give only submission_id",
         )
+    for field in ("submission_id", "job_id"):
+        value = getattr(request, field)
+        if value is None:
+            continue
+        try:
+            check_submission_id(value)  # it names a directory too
+        except RunenvError as error:
+            raise InvalidRequest(error.message, field, hint=error.hint) from None
     return request
 
 
