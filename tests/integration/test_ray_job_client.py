@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 from jobserver import JobServer, running_job_server
+from ray.job_submission import JobSubmissionClient
 
 from runenv.jobs import JobClient, JobStatus
 
-pytest.importorskip("ray.job_submission")
-from ray.job_submission import JobSubmissionClient  # noqa: E402
-
-RAY = str(Path(os.environ.get("VIRTUAL_ENV", Path(__file__).parents[2] / ".venv")) / "bin/ray")
+RAY = str(Path(sys.executable).parent / "ray")  # Ray's CLI, from the test extras
 WAIT_S = 60
 
 
