@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,3 +221,35 @@ def test_runenv_client_reads_the_same_answers(server: JobServer) -> None:
     assert info.start_time is not None and info.end_time is not None
     assert info.created_time <= info.start_time <= info.end_time <= time.time() + 1  # seconds
     assert job_id in [job.submission_id for job in client.list_jobs()]
+
+
+def test_sdk_py_modules_and_a_working_dir_holding_one_directory(
+    sdk: JobSubmissionClient, tmp_path: Path
+) -> None:
+    module = tmp_path / "modules" / "mymod"
+    module.mkdir(parents=True)
+    (module / "__init__.py").write_text("VALUE = 'from py_modules'\n")
+    working_dir = tmp_path / "wd"
+    (working_dir / "only").mkdir(parents=True)  # Ray does not lift its own packages' one dir
+    (working_dir / "only" / "f.txt").write_text("x")
+    job_id = sdk.submit_job(
+        entrypoint="python -c 'import os, mymod; print(mymod.VALUE, os.listdir())'",
+        runtime_env={"py_modules": [str(module)], "working_dir": str(working_dir)},
+    )
+    assert wait_for_end(sdk, job_id) == "SUCCEEDED", sdk.get_job_logs(job_id)
+    assert "from py_modules ['only']" in sdk.get_job_logs(job_id)
+
+
+def test_ray_package_uploads_are_checked(server: JobServer, tmp_path: Path) -> None:
+    url = f"{server.address}/api/packages/gcs"
+    unsafe = tmp_path / "unsafe.zip"
+    with zipfile.ZipFile(unsafe, "w") as archive:
+        archive.writestr("../escaped.txt", "x")
+    put = httpx.put(f"{url}/_ray_pkg_0bad.zip", content=unsafe.read_bytes(), headers=server.auth)
+    assert put.status_code == 400 and "outside" in put.json()["error"]
+    garbage = httpx.put(f"{url}/_ray_pkg_0bad.zip", content=b"not a zip", headers=server.auth)
+    assert garbage.status_code == 400 and "zip" in garbage.json()["error"]
+    assert httpx.get(f"{url}/_ray_pkg_0bad.zip", headers=server.auth).status_code == 404
+    named = httpx.put(f"{url}/evil.zip", content=b"x", headers=server.auth)
+    assert named.status_code == 400 and "not a Ray package" in named.json()["error"]
+    assert not list(server.home.rglob("escaped.txt"))
