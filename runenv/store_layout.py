@@ -4,7 +4,10 @@
 - a file uploaded as it is: ``pkgs/<sha256 of the file><suffix>``; a wheel keeps its file name,
   which installers need: ``pkgs/<sha256>/<name>.whl``
 
-A job server serves the same names under ``/api/packages/<name without pkgs/>``.
+A job server serves the same names under ``/api/packages/<name without pkgs/>``. Packages that
+Ray's job client uploads (``/api/packages/gcs/_ray_pkg_<hex>.zip``) are named by Ray's own hash
+of the directory, which runenv cannot check against the zip: they live apart, as
+``ray-pkgs/_ray_pkg_<hex>.zip``, and are never taken for runenv's content-addressed packages.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from runenv.errors import StorageError
 from runenv.uris import WHEEL_SUFFIX
 
 PREFIX = "pkgs"
+RAY_PREFIX = "ray-pkgs"
+RAY_PROTOCOL = "gcs"  # what Ray's client names its package store in URIs and upload paths
 
 _DIGEST = "[0-9a-f]{64}"
 _NAME = re.compile(rf"^{PREFIX}/({_DIGEST})(?:\.zip|/[^/]+\.whl)$")
 _RUNENV_ARCHIVE = re.compile(rf"/{PREFIX}/({_DIGEST})\.zip$")
+_RAY_PACKAGE = re.compile(r"^_ray_pkg_[0-9a-f]{1,64}\.zip$")
+_RAY_ARCHIVE = re.compile(rf"/{RAY_PREFIX}/_ray_pkg_[0-9a-f]{{1,64}}\.zip$")
 
 
 def archive_name(digest: str) -> str:
@@ -78,3 +85,20 @@ def runenv_archive_digest(uri: str) -> str | None:
     """
     match = _RUNENV_ARCHIVE.search(urlsplit(uri).path)
     return match.group(1) if match else None
+
+
+def ray_package_name(protocol: str, package: str) -> str:
+    """The store name of the package Ray's client calls ``<protocol>://<package>``."""
+    if protocol != RAY_PROTOCOL or not _RAY_PACKAGE.match(package):
+        raise StorageError(
+            f"not a Ray package: {protocol}://{package}",
+            hint=f"Ray's packages are named {RAY_PROTOCOL}://_ray_pkg_<hex>.zip",
+        )
+    return f"{RAY_PREFIX}/{package}"
+
+
+def holds_content_at_root(uri: str) -> bool:
+    """Whether the archive at ``uri`` holds a directory's content at its root, as runenv's own
+    archives and those Ray's client uploads do: no single top-level directory to lift."""
+    path = urlsplit(uri).path
+    return bool(_RUNENV_ARCHIVE.search(path) or _RAY_ARCHIVE.search(path))

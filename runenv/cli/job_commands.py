@@ -203,7 +203,7 @@ def list_jobs(
 ) -> None:
     """Every job, oldest first."""
     wanted = _status(status_filter) if status_filter else None
-    jobs = _client(address).list_jobs(wanted)
+    jobs = _client(address, show_secrets=show_secrets).list_jobs(wanted)
     if as_json:
         typer.echo(json.dumps([_shown(info, show_secrets) for info in jobs], indent=2))
         return
@@ -226,7 +226,7 @@ def list_jobs(
 @job_app.command("show")
 def show(submission_id: str, address: str = ADDRESS, show_secrets: bool = SHOW_SECRETS) -> None:
     """The whole record: runtime_env, env key, timings, exit code, message."""
-    info = _client(address).get_job_info(submission_id)
+    info = _client(address, show_secrets=show_secrets).get_job_info(submission_id)
     typer.echo(json.dumps(_shown(info, show_secrets), indent=2))
 
 
@@ -269,10 +269,12 @@ def serve(
     )
 
 
-def _client(address: str | None, ray_mode: str | None = None) -> JobClient:
+def _client(
+    address: str | None, ray_mode: str | None = None, show_secrets: bool = False
+) -> JobClient:
     from runenv.jobs.client import JobClient  # here: httpx and the job manager load on use
 
-    return JobClient(address, ray_mode=ray_mode)
+    return JobClient(address, ray_mode=ray_mode, show_secrets=show_secrets)
 
 
 def _follow(client: JobClient, job_id: str) -> int:

@@ -10,7 +10,7 @@ from runenv.digests import key_of
 from runenv.envs.archives import fetch_and_unpack
 from runenv.envs.setup import Setup
 from runenv.spec import RuntimeEnv
-from runenv.store_layout import runenv_archive_digest
+from runenv.store_layout import holds_content_at_root
 
 KIND = "working_dir"
 
@@ -22,8 +22,8 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
 
     def build(staging: Path) -> dict[str, str]:
         # Ray's rule: a remote archive holding one top-level directory is used without it.
-        # runenv's own archives hold the directory's content at their root: nothing to lift.
-        lift = runenv_archive_digest(uri) is None
+        # runenv's archives, and Ray's client's, hold the content at their root: nothing to lift.
+        lift = not holds_content_at_root(uri)
         fetch_and_unpack(uri, staging / "code", setup, KIND, lift=lift)
         return {"uri": uri}
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from runenv import store_layout
 from runenv.errors import RunenvError, UsageError
+from runenv.jobs import wire
 from runenv.jobs.models import JobInfo, JobStatus, Submission
 from runenv.spec import RuntimeEnv
 
@@ -54,16 +55,22 @@ class JobBackend(Protocol):
 
 class JobClient:
     def __init__(
-        self, address: str | None = None, token: str | None = None, ray_mode: str | None = None
+        self,
+        address: str | None = None,
+        token: str | None = None,
+        ray_mode: str | None = None,
+        show_secrets: bool = False,
     ) -> None:
-        """``ray_mode`` (plugin, stock, auto; default ``RUNENV_RAY_MODE``) for Ray clusters."""
+        """``ray_mode`` (plugin, stock, auto; default ``RUNENV_RAY_MODE``) for Ray clusters.
+        A job server masks env_vars and URI credentials in the records it answers with, unless
+        ``show_secrets`` (for the jobs' owner: any holder of the token)."""
         self.address = (address or os.environ.get(ADDRESS_VARIABLE) or "").rstrip("/") or None
         token = token or os.environ.get(TOKEN_VARIABLE)
         if not token and self.address is not None and _is_runenv_server(self.address):
             from runenv.jobs.auth import local_token
 
             token = local_token(self.address)  # this machine's server: its default token
-        self.backend = _backend(self.address, token, ray_mode)
+        self.backend = _backend(self.address, token, ray_mode, show_secrets)
 
     def submit_job(
         self,
@@ -120,7 +127,9 @@ class JobClient:
         return self.backend.list_jobs(status)
 
 
-def _backend(address: str | None, token: str | None, ray_mode: str | None) -> JobBackend:
+def _backend(
+    address: str | None, token: str | None, ray_mode: str | None, show_secrets: bool
+) -> JobBackend:
     from runenv.ray.jobs import RayJobBackend, is_ray_address  # no Ray import until used
 
     if address is None:
@@ -132,7 +141,7 @@ def _backend(address: str | None, token: str | None, ray_mode: str | None) -> Jo
             f"{address} is a Ray client address; jobs go through the head's job API",
             hint="--address ray+http://HEAD:8265 (the dashboard's port)",
         )
-    return HttpBackend(address, token)
+    return HttpBackend(address, token, show_secrets)
 
 
 def _is_runenv_server(address: str) -> bool:
@@ -179,7 +188,7 @@ class LocalBackend:
 class HttpBackend:
     """Jobs on a ``runenv serve`` server, over its HTTP JSON API."""
 
-    def __init__(self, address: str, token: str | None) -> None:
+    def __init__(self, address: str, token: str | None, show_secrets: bool = False) -> None:
         import httpx
 
         self.address = address
@@ -187,6 +196,7 @@ class HttpBackend:
         self.client = httpx.Client(
             base_url=address, headers=headers, timeout=httpx.Timeout(60), verify=_trusted()
         )
+        self._secrets_param = {"show_secrets": "1"} if show_secrets else {}
 
     def submit_job(self, submission: Submission, on_stage: StageCallback | None) -> str:
         from runenv.materialize import prepare
@@ -206,7 +216,8 @@ class HttpBackend:
         return str(self.call("POST", "/api/jobs/", json=body)["submission_id"])
 
     def get_job_info(self, submission_id: str) -> JobInfo:
-        return JobInfo.from_dict(self.call("GET", f"/api/jobs/{submission_id}"))
+        path = f"/api/jobs/{submission_id}"
+        return wire.from_wire(self.call("GET", path, params=self._secrets_param))
 
     def get_job_logs(self, submission_id: str) -> str:
         return str(self.call("GET", f"/api/jobs/{submission_id}/logs")["logs"])
@@ -232,7 +243,8 @@ class HttpBackend:
 
     def list_jobs(self, status: JobStatus | None) -> list[JobInfo]:
         params = {"status": status.value} if status else {}
-        return [JobInfo.from_dict(item) for item in self.call("GET", "/api/jobs/", params=params)]
+        answer = self.call("GET", "/api/jobs/", params={**params, **self._secrets_param})
+        return [wire.from_wire(item) for item in answer]
 
     def call(self, method: str, path: str, **options: Any) -> Any:
         return _checked(self.request(method, path, **options))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runenv.errors import SpecError
+from runenv.jobs.models import MAX_RETRIES_LIMIT
 from runenv.spec import read_env_file
 
 # Fields that are shorthands for runtime_env fields.
@@ -59,10 +60,31 @@ def read_job_config(path: Path) -> JobConfig:
         name=_optional(data, "name", str, path),
         entrypoint=_optional(data, "entrypoint", str, path),
         runtime_env=env,
-        max_retries=_optional(data, "max_retries", int, path) or 0,
-        timeout_s=_optional(data, "timeout_s", (int, float), path),
+        max_retries=_max_retries(data, path),
+        timeout_s=_timeout(data, path),
         metadata={str(k): str(v) for k, v in _mapping(data, "metadata", path).items()},
     )
+
+
+def _max_retries(data: dict[str, Any], path: Path) -> int:
+    """The same range as a job server's (see runenv.jobs.requests)."""
+    retries: int = _optional(data, "max_retries", int, path) or 0
+    if not 0 <= retries <= MAX_RETRIES_LIMIT:
+        raise SpecError(
+            f"{path}: max_retries: {retries} is out of range",
+            hint=f"an integer from 0 to {MAX_RETRIES_LIMIT}",
+        )
+    return retries
+
+
+def _timeout(data: dict[str, Any], path: Path) -> float | None:
+    seconds: float | None = _optional(data, "timeout_s", (int, float), path)
+    if seconds is not None and seconds <= 0:
+        raise SpecError(
+            f"{path}: timeout_s: {seconds} is not above 0",
+            hint="a number of seconds above 0, or leave it out for no limit",
+        )
+    return seconds
 
 
 def _mapping(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class JobManager:
             submission.metadata,
             submission.max_retries,
             submission.timeout_s,
+            submission.entrypoint_request,
         )
 
     def submit_prepared(
@@ -59,6 +60,7 @@ class JobManager:
         metadata: dict[str, str] | None = None,
         max_retries: int = 0,
         timeout_s: float | None = None,
+        entrypoint_request: dict[str, Any] | None = None,
     ) -> str:
         """Submit with an env :func:`runenv.materialize.prepare` made (its dict and key)."""
         _check_entrypoint(entrypoint)
@@ -70,6 +72,7 @@ class JobManager:
             metadata=dict(metadata or {}),
             max_retries=max_retries,
             timeout_s=timeout_s,
+            entrypoint_request=dict(entrypoint_request or {}),
         )
         self.store.insert(info)
         supervisor.spawn(info.submission_id)

@@ -42,6 +42,8 @@ class Submission:
     max_retries: int = 0
     timeout_s: float | None = None
     entrypoint_num_cpus: float | None = None  # CPUs reserved for the entrypoint (Ray only)
+    # Ray's entrypoint_* fields as a Ray client sent them to a job server: recorded, not reserved.
+    entrypoint_request: dict[str, Any] = field(default_factory=dict)
 
 
 # A job may ask to be retried at most this often; attempts back off exponentially with jitter,
@@ -94,6 +96,7 @@ class JobInfo:
     job_pgid: int | None = None
     job_started: float | None = None  # the entrypoint's start time: its group is the job's
     stop_requested: bool = False
+    entrypoint_request: dict[str, Any] = field(default_factory=dict)  # Ray's entrypoint_* fields
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

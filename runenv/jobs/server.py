@@ -1,9 +1,13 @@
 """``runenv serve``: the job API over HTTP (JSON), on the same manager and supervisors.
 
-Paths follow Ray's job submission API (``/api/jobs/...``). Every request carries the server's
-token (``Authorization: Bearer <token>``): one it was given (``--token-file``) or one it made
-under ``RUNENV_HOME`` (:mod:`runenv.jobs.auth`); only ``--unsafe-no-token``, on loopback, goes
-without.
+It speaks Ray's job REST API (as of :data:`RAY_API_VERSION`), so that Ray's own
+``ray job ...`` CLI and ``JobSubmissionClient`` work against it unchanged: the version check,
+package uploads, submissions in Ray's form, job details in Ray's shape (:mod:`runenv.jobs.wire`),
+and the log tail over a websocket. runenv's own client uses the same API.
+
+Every request carries the server's token (see :class:`_TokenCheck`): one it was given
+(``--token-file``) or one it made under ``RUNENV_HOME`` (:mod:`runenv.jobs.auth`); only
+``--unsafe-no-token``, on loopback, goes without.
 """
 
 from __future__ import annotations
@@ -17,25 +21,39 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from runenv import __version__, settings, store_layout
 from runenv.errors import RunenvError
-from runenv.jobs import auth, isolation
+from runenv.jobs import auth, isolation, wire
 from runenv.jobs.auth import is_loopback, read_token
 from runenv.jobs.manager import FOLLOW_POLL_SECONDS, JobManager
 from runenv.jobs.models import JobStatus, Submission
+from runenv.jobs.requests import InvalidRequest, SubmitRequest, parse_submit
 from runenv.jobs.store import DuplicateJobError, JobNotFoundError
-from runenv.packaging.archive import verify_package
+from runenv.packaging.archive import verify_foreign_zip, verify_package
+from runenv.ray import translate
+from runenv.redact import redact_text
 from runenv.spec import RuntimeEnv
 from runenv.storage import Store
+
+# The Ray release whose job REST API this server speaks: Ray's clients check ``ray_version``
+# before using newer fields (2.2 for entrypoint_num_cpus, 2.8 for entrypoint_memory).
+RAY_API_VERSION = "2.60.0"
+# Ray's job API version (its dashboard's CURRENT_VERSION): Ray's CLI tails logs when it is > 0.
+RAY_JOB_API_VERSION = "4"
+# Keys Ray's client stamps on every runtime_env: informational, not part of the env.
+_RAY_STAMPS = ("_ray_commit",)
+_RAY_PACKAGES = f"/api/packages/{store_layout.RAY_PROTOCOL}"
 
 
 def create_app(
@@ -50,7 +68,11 @@ def create_app(
         Route("/api/jobs/{id}", api.delete, methods=["DELETE"]),
         Route("/api/jobs/{id}/logs", api.logs, methods=["GET"]),
         Route("/api/jobs/{id}/logs/tail", api.tail, methods=["GET"]),
+        WebSocketRoute("/api/jobs/{id}/logs/tail", api.tail_websocket),
         Route("/api/jobs/{id}/stop", api.stop, methods=["POST"]),
+        # Ray's client: GET to ask, PUT to add (before runenv's paths: a digest is never "gcs").
+        Route(f"{_RAY_PACKAGES}/{{package}}", api.ray_package_exists, methods=["GET"]),
+        Route(f"{_RAY_PACKAGES}/{{package}}", api.ray_upload, methods=["PUT"]),
         Route("/api/packages/{name:path}", api.package_exists, methods=["HEAD"]),
         Route("/api/packages/{name:path}", api.upload, methods=["PUT"]),
     ]
@@ -66,9 +88,19 @@ class _JobApi:
     def __init__(self, jobs: JobManager, store: Store) -> None:
         self.jobs = jobs
         self.store = store
+        self.session_name = f"runenv_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}"
 
     async def version(self, request: Request) -> Response:
-        return JSONResponse({"version": __version__, "store_uri": self.store.base_uri})
+        return JSONResponse(
+            {
+                "version": RAY_JOB_API_VERSION,
+                "ray_version": RAY_API_VERSION,
+                "ray_commit": f"runenv-{__version__}",  # no Ray build: say what answers
+                "session_name": self.session_name,
+                "runenv_version": __version__,
+                "store_uri": redact_text(self.store.base_uri),
+            }
+        )
 
     async def submit(self, request: Request) -> Response:
         # A browser can send text/plain cross-site without asking first; JSON it cannot.
@@ -82,26 +114,70 @@ class _JobApi:
                 },
                 status_code=415,
             )
-        body = await request.json()
+        body = parse_submit(await request.body())
+        runtime_env = await asyncio.to_thread(self.runtime_env_of, body)
         submission = Submission(
-            entrypoint=str(body.get("entrypoint", "")),
-            runtime_env=RuntimeEnv.from_dict(body.get("runtime_env") or {}),
-            submission_id=body.get("submission_id"),
-            metadata=dict(body.get("metadata") or {}),
-            max_retries=int(body.get("max_retries") or 0),
-            timeout_s=body.get("timeout_s"),
+            entrypoint=body.entrypoint,
+            runtime_env=runtime_env,
+            submission_id=body.submission_id or body.job_id,
+            metadata=dict(body.metadata or {}),
+            max_retries=body.max_retries,
+            timeout_s=body.timeout_s,
+            entrypoint_request=body.entrypoint_request(),
         )
         submission_id = await asyncio.to_thread(self.jobs.submit, submission)
-        return JSONResponse({"submission_id": submission_id})
+        # Exactly Ray's JobSubmitResponse (its client builds a dataclass from it).
+        return JSONResponse({"job_id": submission_id, "submission_id": submission_id})
+
+    def runtime_env_of(self, body: SubmitRequest) -> RuntimeEnv:
+        """The env of a submission, from runenv's form or Ray's (its ``gcs://`` packages being
+        the ones its client uploaded here)."""
+        data = {
+            name: value
+            for name, value in (body.runtime_env or {}).items()
+            if name not in _RAY_STAMPS
+        }
+        if isinstance(data.get("working_dir"), str):
+            data["working_dir"] = self.ray_package_uri(data["working_dir"], "working_dir")
+        if isinstance(data.get("py_modules"), list):
+            data["py_modules"] = [
+                self.ray_package_uri(module, f"py_modules.{index}")
+                for index, module in enumerate(data["py_modules"])
+            ]
+        try:
+            return translate.from_ray(data) or RuntimeEnv.from_dict(data)
+        except (RunenvError, ValueError, TypeError, KeyError, AttributeError) as error:
+            message = error.message if isinstance(error, RunenvError) else str(error)
+            hint = error.hint if isinstance(error, RunenvError) else None
+            path = message.split(":", 1)[0]
+            field = path if path.startswith("runtime_env.") else "runtime_env"
+            raise InvalidRequest(message, field, hint=hint) from None
+
+    def ray_package_uri(self, uri: Any, field: str) -> Any:
+        """A ``gcs://_ray_pkg_….zip`` URI as the URI of that package in this server's store."""
+        if not isinstance(uri, str) or not translate.is_ray_package(uri):
+            return uri
+        try:
+            name = store_layout.ray_package_name(*uri.split("://", 1))
+        except RunenvError as error:
+            raise InvalidRequest(error.message, f"runtime_env.{field}", error.hint) from None
+        if not self.store.exists(name):
+            raise InvalidRequest(
+                f"{uri} was not uploaded to this server",
+                f"runtime_env.{field}",
+                hint=f"upload it first: PUT {_RAY_PACKAGES}/{name.split('/', 1)[1]}",
+            )
+        return self.store.uri(name)
 
     async def list_jobs(self, request: Request) -> Response:
         wanted = request.query_params.get("status")
         found = await asyncio.to_thread(self.jobs.list, JobStatus(wanted) if wanted else None)
-        return JSONResponse([info.to_dict() for info in found])
+        shown = _shows_secrets(request)
+        return JSONResponse([wire.to_wire(info, shown) for info in found])
 
     async def info(self, request: Request) -> Response:
         found = await asyncio.to_thread(self.jobs.info, request.path_params["id"])
-        return JSONResponse(found.to_dict())
+        return JSONResponse(wire.to_wire(found, _shows_secrets(request)))
 
     async def logs(self, request: Request) -> Response:
         text = await asyncio.to_thread(self.jobs.logs, request.path_params["id"])
@@ -111,6 +187,22 @@ class _JobApi:
         submission_id = request.path_params["id"]
         await asyncio.to_thread(self.jobs.info, submission_id)  # a 404 before streaming
         return StreamingResponse(_stream(self.jobs, submission_id), media_type="text/plain")
+
+    async def tail_websocket(self, websocket: WebSocket) -> None:
+        """Ray's ``tail_job_logs``: the log as text frames, then a normal close at the end."""
+        submission_id = websocket.path_params["id"]
+        try:
+            await asyncio.to_thread(self.jobs.info, submission_id)
+        except JobNotFoundError as error:
+            await websocket.send_denial_response(
+                JSONResponse({"error": error.message, "hint": error.hint}, status_code=404)
+            )
+            return
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            async for chunk in _stream(self.jobs, submission_id):
+                await websocket.send_text(chunk.decode("utf-8", errors="replace"))
+            await websocket.close()
 
     async def stop(self, request: Request) -> Response:
         stopped = await asyncio.to_thread(self.jobs.stop, request.path_params["id"])
@@ -128,22 +220,52 @@ class _JobApi:
     async def upload(self, request: Request) -> Response:
         """A package, refused over the size limit and kept only if it matches its digest."""
         name = store_layout.name_from_served_path(request.path_params["name"])
-        limit = settings.max_package_bytes() * 2  # compressed or not, never beyond this
-        with tempfile.TemporaryDirectory(dir=self.store.staging_directory()) as scratch:
-            received = Path(scratch) / "upload"
-            size = 0
-            with open(received, "wb") as sink:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise RunenvError(
-                            f"upload of {name} is over {limit} bytes",
-                            hint="runenv refuses packages over the size limit",
-                        )
-                    sink.write(chunk)
+        with self.received(name) as received:
+            await _receive(request, received, name)
             await asyncio.to_thread(verify_package, received, name)
             uri = await asyncio.to_thread(self.store.put_file, received, name, move=True)
         return JSONResponse({"uri": uri})
+
+    async def ray_package_exists(self, request: Request) -> Response:
+        name = _ray_package_name(request)
+        found = await asyncio.to_thread(self.store.exists, name)
+        return Response(status_code=200 if found else 404)
+
+    async def ray_upload(self, request: Request) -> Response:
+        """A package from Ray's client: its name is Ray's hash, which runenv cannot check, so it
+        is kept apart (``ray-pkgs/``), once checked to be a zip that unpacks safely."""
+        name = _ray_package_name(request)
+        with self.received(name) as received:
+            await _receive(request, received, name)
+            await asyncio.to_thread(verify_foreign_zip, received, name)
+            await asyncio.to_thread(self.store.put_file, received, name, move=True)
+        return Response(status_code=200)
+
+    @contextlib.contextmanager
+    def received(self, name: str) -> Iterator[Path]:
+        """A scratch file for an upload, beside the store when it is local (then kept by a
+        rename)."""
+        with tempfile.TemporaryDirectory(dir=self.store.staging_directory()) as scratch:
+            yield Path(scratch) / "upload"
+
+
+def _ray_package_name(request: Request) -> str:
+    return store_layout.ray_package_name(store_layout.RAY_PROTOCOL, request.path_params["package"])
+
+
+async def _receive(request: Request, received: Path, name: str) -> None:
+    """The request's body into ``received``, refused once it is over the size limit."""
+    limit = settings.max_package_bytes() * 2  # compressed or not, never beyond this
+    size = 0
+    with open(received, "wb") as sink:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RunenvError(
+                    f"upload of {name} is over {limit} bytes",
+                    hint="runenv refuses packages over the size limit",
+                )
+            sink.write(chunk)
 
 
 async def _stream(jobs: JobManager, submission_id: str) -> AsyncIterator[bytes]:
@@ -162,7 +284,16 @@ async def _stream(jobs: JobManager, submission_id: str) -> AsyncIterator[bytes]:
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
 
+def _shows_secrets(request: Request) -> bool:
+    """``?show_secrets=1``: the owner (any token holder) asks for env_vars in clear."""
+    return request.query_params.get("show_secrets", "").lower() in ("1", "true", "yes")
+
+
 async def _error_response(request: Request, error: Exception) -> Response:
+    if isinstance(error, InvalidRequest):
+        return JSONResponse(
+            {"error": error.message, "hint": error.hint, "field": error.field}, status_code=422
+        )
     if isinstance(error, JobNotFoundError):
         status = 404
     elif isinstance(error, DuplicateJobError):
@@ -178,7 +309,14 @@ async def _error_response(request: Request, error: Exception) -> Response:
 
 class _TokenCheck:
     """Every request carries the token (when the server has one): 401 otherwise — websockets
-    (a log tail) too, refused before they are accepted."""
+    (a log tail) too, refused before they are accepted.
+
+    In the forms Ray's job clients send it (Ray 2.60, ``RAY_AUTH_MODE=token`` with
+    ``RAY_AUTH_TOKEN`` or a token file): ``Authorization: Bearer <token>`` on every request,
+    the websocket's opening one included, or ``X-Ray-Authorization: Bearer <token>`` (what
+    proxies in front of Ray, e.g. KubeRay's, forward). Not Ray's dashboard cookie: a browser
+    sends a cookie by itself, a header only when a script adds it.
+    """
 
     def __init__(self, app: Any, token: str | None) -> None:
         self.app = app
@@ -187,7 +325,8 @@ class _TokenCheck:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket") and self.expected is not None:
             headers = dict(scope.get("headers") or [])
-            if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+            given = headers.get(b"authorization") or headers.get(b"x-ray-authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
                 response = JSONResponse(
                     {
                         "error": "missing or wrong token",

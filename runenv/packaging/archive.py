@@ -19,7 +19,7 @@ from typing import IO, cast
 from runenv import store_layout
 from runenv.digests import bytes_digest, file_digest, stream_digest
 from runenv.errors import PackagingError, StorageError
-from runenv.packaging.unpack import Budget, UnpackLimits
+from runenv.packaging.unpack import Budget, UnpackLimits, precheck
 from runenv.packaging.walk import FileEntry, Tree
 
 MANIFEST_VERSION = "runenv-manifest-v1"
@@ -102,6 +102,13 @@ class _Counted:
         chunk = self.stream.read(size)
         self.budget.add(len(chunk))
         return chunk
+
+
+def verify_foreign_zip(path: Path, name: str) -> None:
+    """Check a zip whose name says nothing runenv can verify (Ray's ``_ray_pkg_<hash>.zip``)
+    as far as it can be without unpacking it: readable, within the bounds of unpacking, every
+    name and link text inside its directory. (Unpacking it judges its links as a whole.)"""
+    precheck(path)
 
 
 def _row(path: str, mode: int | None, content_hash: str) -> str:

@@ -142,6 +142,19 @@ def unpack(
     return destination
 
 
+def precheck(archive: Path, limits: UnpackLimits | None = None) -> None:
+    """What can be judged of an archive without writing it anywhere: readable, within the
+    bounds it declares, every entry's name and every link's text inside its directory."""
+    root = "/" + uuid.uuid4().hex  # names are judged against a root; nothing is written there
+    with _Opened(archive, Budget(archive, limits or UnpackLimits.from_settings())) as members:
+        for member in members:
+            _safe_target(root, member.name)
+            if member.kind == "symlink":
+                _check_link_text(root, member.name, member.link)
+            elif member.kind == "hardlink":
+                _safe_target(root, member.link)
+
+
 def check_links_inside(root: Path, names_from: Path | None = None) -> None:
     """Every symbolic link under ``root`` resolves inside it (through any chain of links).
     An offending link is named relative to ``names_from`` (the archive's own root)."""

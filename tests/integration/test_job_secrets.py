@@ -83,3 +83,22 @@ def test_a_uri_password_never_appears_in_any_output(environ: dict[str, str]) -> 
     home = Path(environ["RUNENV_HOME"])
     for path in home.rglob("*.log"):
         assert PASSWORD not in path.read_text(errors="replace"), path
+
+
+def test_a_server_masks_secrets_in_every_answer(tmp_path: Path) -> None:
+    """Over HTTP: job details and listings masked; the owner asks for them in clear."""
+    import httpx
+    from jobserver import running_job_server
+
+    env_vars = {"DB": f"postgres://app:{PASSWORD}@db/app", "API_KEY": "k-1", "LEVEL": "debug"}
+    with running_job_server(tmp_path) as server:
+        client = JobClient(server.address, token=server.token)
+        job_id = client.submit_job("true", {"env_vars": env_vars})
+        for path in (f"/api/jobs/{job_id}", "/api/jobs/"):
+            answer = httpx.get(server.address + path, headers=server.auth).text
+            assert PASSWORD not in answer and "k-1" not in answer, path
+            assert "debug" in answer and "postgres://app:****@db/app" in answer
+        shown = JobClient(server.address, token=server.token, show_secrets=True)
+        assert shown.get_job_info(job_id).runtime_env["env_vars"] == env_vars
+        masked = client.get_job_info(job_id).runtime_env["env_vars"]
+        assert masked["API_KEY"] == "****"
