@@ -186,7 +186,7 @@ class ResourceCache:
             _write_meta(staging, kind, key, description)
             if read_only:
                 _remove_write_bits(staging)
-            integrity.record(staging, self._manifest(kind, key))
+            integrity.record(staging, self._manifest(kind, key), read_only=read_only)
             staging.rename(self.entry_path(kind, key))
         except SetupTimeoutError:
             raise  # not remembered: a longer timeout (not part of the key) may well succeed

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _HEADER = "runenv-manifest-v1"
+_READ_ONLY = "read-only"  # on the header line: the entry's write bits were removed
 # Set for every process an env starts: importing from an entry must not write bytecode into it.
 USE_WITHOUT_WRITING = {"PYTHONDONTWRITEBYTECODE": "1"}
 _SEPARATOR = "\t"
@@ -53,11 +54,12 @@ class Problem:
         return f"{self.state}: {self.detail}"
 
 
-def record(root: Path, manifest: Path) -> None:
-    """Write the manifest of ``root`` to ``manifest`` (atomically: a crash leaves none)."""
+def record(root: Path, manifest: Path, *, read_only: bool = False) -> None:
+    """Write the manifest of ``root`` to ``manifest`` (atomically: a crash leaves none);
+    ``read_only``: the entry's write bits are gone (see :func:`check`)."""
     from runenv.digests import file_digest  # on use: checking needs no hashing
 
-    rows = [_HEADER]
+    rows = [f"{_HEADER}{_SEPARATOR}{_READ_ONLY}" if read_only else _HEADER]
     for relative, info in _walk(os.fspath(root)):
         digest = file_digest(os.path.join(root, relative)) if stat.S_ISREG(info.st_mode) else "-"
         rows.append(_row(relative, info, digest))
@@ -70,7 +72,10 @@ def check(root: str | Path, manifest: str | Path, *, full: bool = False) -> Prob
     """The first way ``root`` differs from its ``manifest``, or None when it does not.
 
     Stats every recorded path; with ``full``, also re-hashes every file and looks for names
-    the manifest does not have.
+    the manifest does not have. In a read-only entry checked by a user other than root, only
+    directories are statted (a tenth of the paths): its files cannot be written without first
+    changing their modes on purpose, and any name added, removed or replaced moves a
+    directory's mtime. As root, permission bits stop nothing: every file is checked.
     """
     try:
         with open(manifest, encoding="utf-8", errors="surrogateescape") as handle:
@@ -78,13 +83,17 @@ def check(root: str | Path, manifest: str | Path, *, full: bool = False) -> Prob
     except OSError:
         return Problem("damaged", "its manifest is missing")
     rows = text.split("\n")
-    if rows[0] != _HEADER or rows[-1] != "":
+    header = rows[0].split(_SEPARATOR)
+    if header[0] != _HEADER or rows[-1] != "":
         return Problem("damaged", "its manifest is incomplete")
+    dirs_only = not full and _READ_ONLY in header[1:] and os.geteuid() != 0
     recorded = set()
     for row in rows[1:-1]:
         fields = row.split(_SEPARATOR, 5)
         if len(fields) != 6:
             return Problem("damaged", "its manifest is unreadable")
+        if dirs_only and fields[0] != "d":
+            continue
         relative = _unescaped(fields[5])
         recorded.add(relative)
         problem = _check_row(os.fspath(root), relative, fields, full)
