@@ -147,12 +147,7 @@ def precheck(archive: Path, limits: UnpackLimits | None = None) -> None:
     bounds it declares, every entry's name and every link's text inside its directory."""
     root = "/" + uuid.uuid4().hex  # names are judged against a root; nothing is written there
     with _Opened(archive, Budget(archive, limits or UnpackLimits.from_settings())) as members:
-        for member in members:
-            _safe_target(root, member.name)
-            if member.kind == "symlink":
-                _check_link_text(root, member.name, member.link)
-            elif member.kind == "hardlink":
-                _safe_target(root, member.link)
+        _check_names(members, root)
 
 
 def check_links_inside(root: Path, names_from: Path | None = None) -> None:
@@ -272,12 +267,7 @@ def _tar_members(source: tarfile.TarFile, headers: list[tarfile.TarInfo]) -> lis
 def _write_members(members: list[Member], root: str, budget: Budget) -> None:
     """Names checked first, then directories and files, then links (so no path is written
     through a link); the finished tree's links are judged as a whole by the caller."""
-    for member in members:
-        _safe_target(root, member.name)
-        if member.kind == "symlink":
-            _check_link_text(root, member.name, member.link)
-        elif member.kind == "hardlink":
-            _safe_target(root, member.link)
+    _check_names(members, root)
     try:
         for member in members:
             target = _safe_target(root, member.name)
@@ -292,6 +282,16 @@ def _write_members(members: list[Member], root: str, budget: Budget) -> None:
         raise
     except _archive_errors() as error:
         raise _unreadable(Path(budget.archive), error) from None
+
+
+def _check_names(members: list[Member], root: str) -> None:
+    """Every entry's name, and every link's text, inside ``root`` (before anything is written)."""
+    for member in members:
+        _safe_target(root, member.name)
+        if member.kind == "symlink":
+            _check_link_text(root, member.name, member.link)
+        elif member.kind == "hardlink":
+            _safe_target(root, member.link)
 
 
 def _write_file_member(member: Member, target: str, budget: Budget) -> None:
