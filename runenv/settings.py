@@ -97,6 +97,8 @@ def _positive_number(name: str, default: float, *, allow_zero: bool = False) -> 
         value = float(raw)
     except ValueError:
         value = -1.0
+    if not value < float("inf"):  # infinite or NaN: not a size or a time
+        value = -1.0
     if value < 0 or (value == 0 and not allow_zero):
         raise RunenvError(
             f"{name}={raw!r} is not a valid number", hint=f"unset it or set e.g. {name}={default:g}"

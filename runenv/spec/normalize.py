@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from runenv import uris
 from runenv.errors import SpecError
 from runenv.spec.errors import field_path, from_validation_error, spec_error
+from runenv.spec.files import one_line, read_utf8
 from runenv.spec.python_packages import Lock, PythonPackages, Tool, install_options_key
 from runenv.spec.requirements import (
     REQUIREMENT_HINT,
@@ -30,12 +31,24 @@ from runenv.spec.schema import ConfigInput, PipInput, RuntimeEnvInput, UvInput
 
 PYTHON_ENV_FIELDS = ("pip", "uv", "conda")
 _CONDA_FILE_SUFFIXES = (".yml", ".yaml")
+# How deep mappings and lists may nest (an inline conda env needs a handful of levels): deeper
+# input would exhaust Python's recursion limit in validation, copying or JSON.
+MAX_NESTING = 100
+# How many values (strings, numbers, mappings, lists) it may hold in all.
+MAX_VALUES = 100_000
+# Linux's MAX_ARG_STRLEN: one NAME=VALUE string of a process's environment, with its NUL.
+MAX_ENV_VAR_BYTES = 128 * 1024
+# All env_vars together: half of the usual ARG_MAX (2 MiB), which the node's own environment
+# and the command line share.
+MAX_ENV_VARS_TOTAL_BYTES = 1024 * 1024
+MAX_SETUP_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 def normalize(raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     """Validate ``raw`` and return its canonical dict; relative paths start at ``base_dir``."""
     if not isinstance(raw, Mapping):
         raise spec_error([f"runtime_env: expected a mapping, got {type(raw).__name__}"])
+    check_text(raw)
     try:
         parsed = RuntimeEnvInput.model_validate(_plain(dict(raw)))
     except ValidationError as error:
@@ -61,6 +74,57 @@ def normalize(raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     if parsed.upload_path is not None:
         canonical["upload_path"] = _upload_path(parsed.upload_path, base_dir)
     return canonical
+
+
+def check_text(raw: Mapping[str, Any]) -> None:
+    """Refuse what no later step could use: nesting deeper than :data:`MAX_NESTING`, more
+    than :data:`MAX_VALUES` values, and strings (keys too) holding a NUL or a lone surrogate,
+    which paths, processes and environments cannot carry. Iterative, so that no input can
+    exhaust the recursion limit."""
+    pending: list[tuple[list[str | int], Any]] = [([], raw)]
+    visited = 0
+    while pending:
+        location, value = pending.pop()
+        visited += 1
+        if visited > MAX_VALUES:  # e.g. YAML aliases that expand exponentially
+            raise SpecError(
+                f"runtime_env: holds more than {MAX_VALUES} values",
+                hint="a runtime_env holds a few fields; check how it was generated",
+            )
+        if isinstance(value, str):
+            _check_string(field_path(location), "", value)
+            continue
+        if isinstance(value, Mapping):
+            items: list[tuple[str | int, Any]] = []
+            for key, item in value.items():
+                if isinstance(key, str):
+                    _check_string(field_path(location), f"key {key!r} ", key)
+                items.append((key if isinstance(key, (str, int)) else repr(key), item))
+        elif isinstance(value, (list, tuple)):
+            items = list(enumerate(value))
+        else:
+            continue
+        if len(location) >= MAX_NESTING:
+            raise SpecError(
+                f"{field_path(location)}: nested deeper than {MAX_NESTING} levels",
+                hint="a runtime_env is a few levels deep; check how the value was generated",
+            )
+        pending.extend(([*location, key], item) for key, item in items)
+
+
+def _check_string(where: str, what: str, text: str) -> None:
+    if "\0" in text:
+        problem = "contains a NUL character"
+    else:
+        try:
+            text.encode("utf-8")
+            return
+        except UnicodeEncodeError:
+            problem = "is not valid Unicode text (it holds a lone surrogate)"
+    raise SpecError(
+        f"{where}: {what}{problem}",
+        hint="file names, environment variables and command lines cannot hold it; remove it",
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -144,10 +208,29 @@ def _check_remote(uri: str, where: str, allowed: tuple[str, ...]) -> None:
             f"{where}: unsupported URI scheme {scheme!r} in {uri}",
             hint=f"use one of: {', '.join(sorted(uris.DOWNLOAD_SCHEMES))}",
         )
-    if uris.archive_suffix(uri) not in allowed:
+    _check_file_host(uri, where)
+    try:
+        suffix = uris.archive_suffix(uri)
+    except ValueError as error:  # e.g. an unclosed [ of an IPv6 host
+        message = f"{where}: not a valid URI: {uri} ({error})"
+        raise SpecError(message, hint="check the URI") from None
+    if suffix not in allowed:
         raise SpecError(
             f"{where}: {uri} does not name an archive ({', '.join(allowed)})",
             hint="remote code must be an archive; package a directory with `runenv package DIR`",
+        )
+
+
+def _check_file_host(uri: str, where: str) -> None:
+    """A file:// URI names a file on this machine: another host's would be read from here."""
+    if uris.scheme_of(uri) != "file":
+        return
+    host = uri.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2].lower()
+    if host not in ("", "localhost"):
+        raise SpecError(
+            f"{where}: {uri} names a file on host {host!r}; file:// URIs are read locally",
+            hint="write file:///absolute/path (three slashes), or use s3://, gs:// or https:// "
+            "for a file on another machine",
         )
 
 
@@ -208,10 +291,19 @@ def _read_conda_file(path: Path, where: str) -> Any:
         )
     import yaml  # on use: only environment.yml files need it
 
+    text = read_utf8(path, where)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise SpecError(f"{where}: {path} is not valid YAML: {error}") from None
+        raise SpecError(
+            f"{where}: {path} is not valid YAML: {one_line(error)}",
+            hint="check the syntax near that line",
+        ) from None
+    except RecursionError:
+        raise SpecError(
+            f"{where}: {path} is nested too deeply to read",
+            hint="an environment file is a few levels deep; check how it was generated",
+        ) from None
 
 
 def _json_mapping(value: Any, where: str) -> dict[str, Any]:
@@ -224,20 +316,37 @@ def _json_mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 def _env_vars(value: dict[str, str]) -> dict[str, str]:
-    for name in value:
+    total = 0
+    for name, text in value.items():
         if not name or "=" in name or "\0" in name:
             raise spec_error([f"{field_path(['env_vars'])}: invalid variable name {name!r}"])
+        size = len(name.encode()) + len(text.encode()) + 2  # NAME=VALUE and its NUL
+        if size > MAX_ENV_VAR_BYTES:
+            raise SpecError(
+                f"{field_path(['env_vars', name])}: {size} bytes as NAME=VALUE, over the "
+                f"limit of {MAX_ENV_VAR_BYTES} (128 KiB, Linux's MAX_ARG_STRLEN)",
+                hint="pass large data in a file (in working_dir) and its path in the variable",
+            )
+        total += size
+    if total > MAX_ENV_VARS_TOTAL_BYTES:
+        raise SpecError(
+            f"{field_path(['env_vars'])}: {total} bytes in all, over the limit of "
+            f"{MAX_ENV_VARS_TOTAL_BYTES} (1 MiB; a process's whole environment and command "
+            "line share ARG_MAX, usually 2 MiB)",
+            hint="pass large data in a file (in working_dir) and its path in a variable",
+        )
     return dict(value)
 
 
 def _config(value: ConfigInput) -> dict[str, Any]:
     data = value.model_dump(include=value.model_fields_set)
     timeout = data.get("setup_timeout_seconds")
-    if timeout is not None and timeout <= 0 and timeout != -1:
+    if timeout is not None and timeout != -1 and not 0 < timeout <= MAX_SETUP_TIMEOUT_SECONDS:
         raise spec_error(
             [
-                f"{field_path(['config', 'setup_timeout_seconds'])}: expected a positive "
-                f"number of seconds or -1 for no limit, got {timeout}"
+                f"{field_path(['config', 'setup_timeout_seconds'])}: expected a number of "
+                f"seconds from 1 to {MAX_SETUP_TIMEOUT_SECONDS} (7 days), or -1 for no limit, "
+                f"got {timeout}"
             ]
         )
     return data
@@ -252,4 +361,5 @@ def _upload_path(value: str, base_dir: Path) -> str:
             f"{field_path(['upload_path'])}: cannot upload to {scheme}:// ({value})",
             hint=f"use a local path or one of: {', '.join(sorted(uris.UPLOAD_SCHEMES))}",
         )
+    _check_file_host(value, field_path(["upload_path"]))
     return value.rstrip("/")
