@@ -310,8 +310,17 @@ def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
             hint="check the name; the env's bin directory is first on PATH",
         )
     if isinstance(failure, PermissionError):
-        raise RunenvError(f"command is not executable: {program}")
-    raise RunenvError(f"cannot run {program}: {failure.strerror}")
+        raise RunenvError(f"command is not executable: {program}", hint="chmod +x it")
+    import errno  # built in, as this module's imports must be
+
+    too_big = failure.errno == errno.E2BIG
+    raise RunenvError(
+        f"cannot run {program}: {failure.strerror}",
+        hint="env_vars (after ${VAR} expansion) and the command line together are over the "
+        "system's limit (ARG_MAX); pass large data in files"
+        if too_big
+        else "check the command",
+    )
 
 
 def submit_job(parsed: Parsed, prepared: Mapping[str, object]) -> NoReturn:

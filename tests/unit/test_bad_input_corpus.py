@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from runenv.spec import RuntimeEnv
 RUNENV = [sys.executable, "-m", "runenv"]
 CONCURRENT_PROCESSES = 6
 DEEP = 2000  # past Python's recursion limit (1000)
+DEEP_YAML = 600  # past it too for PyYAML (two frames a level), whose scanner is slow when deep
 BIG_VALUE = "x" * (10 * 1024 * 1024)
 
 
@@ -54,7 +56,7 @@ FILES: dict[str, str | bytes] = {
     "broken.yaml": "pip: [six\nenv_vars: {\n",
     "broken.json": '{"pip": ["six"],}',
     "deep.json": _deep_json(DEEP),
-    "deep.yaml": _deep_yaml(DEEP),
+    "deep.yaml": _deep_yaml(DEEP_YAML),
     "laughs.yaml": _LAUGHS,
     "wd-empty.json": json.dumps({"working_dir": ""}),
     "wd-host.json": json.dumps({"working_dir": "file://otherhost/x.zip"}),
@@ -92,7 +94,7 @@ FILES: dict[str, str | bytes] = {
     "conda-not-utf8.json": json.dumps({"conda": "conda-not-utf8.yml"}),
     "conda-not-utf8.yml": b"dependencies:\n  - \xff\n",
     "conda-deep.json": json.dumps({"conda": "conda-deep.yml"}),
-    "conda-deep.yml": "dependencies: " + "[" * DEEP + "]" * DEEP + "\n",
+    "conda-deep.yml": "dependencies: " + "[" * DEEP_YAML + "]" * DEEP_YAML + "\n",
     "job-not-utf8.yaml": b"entrypoint: \xff\n",
     "job-list.yaml": "- entrypoint\n",
     "job-typo.yaml": "entrypoint: python x.py\nmax_retrys: 3\n",
@@ -117,46 +119,17 @@ CLI_CASES = [
     # runtime_env files, through `runenv env validate`
     _cli("not UTF-8", "env validate not-utf8.yaml", "not-utf8.yaml", "UTF-8"),
     _cli("file missing", "env validate nowhere.yaml", "not found"),
-    _cli("top level is a list", "env validate list.yaml", "mapping", "list"),
-    _cli("empty file", "env validate empty.yaml", "mapping"),
     _cli("YAML syntax", "env validate broken.yaml", "YAML", "line"),
-    _cli("JSON syntax", "env validate broken.json", "JSON"),
     _cli("JSON 2000 deep", "env validate deep.json", "nested"),
-    _cli("YAML 2000 deep", "env validate deep.yaml", "nested"),
+    _cli("YAML 600 deep", "env validate deep.yaml", "nested"),
     _cli("YAML alias bomb", "env validate laughs.yaml", "values"),
     _cli("working_dir empty", "env validate wd-empty.json", "working_dir", "non-empty"),
     _cli("file:// with a host", "env validate wd-host.json", "working_dir", "otherhost"),
-    _cli("URI that cannot parse", "env validate wd-bad-uri.json", "working_dir", "URI"),
-    _cli("not an archive", "env validate wd-rar.json", "working_dir", "archive"),
-    _cli("unknown scheme", "env validate wd-gopher.json", "working_dir", "gopher"),
-    _cli("working_dir a number", "env validate wd-int.json", "working_dir", "string"),
-    _cli("working_dir with NUL", "env validate wd-nul.json", "working_dir", "NUL"),
-    _cli("working_dir a text file", "env validate wd-file.json", "working_dir", "neither"),
-    _cli("working_dir missing", "env validate wd-missing.json", "working_dir", "not found"),
     _cli("env_vars NUL", "env validate nul-value.json", "env_vars.A", "NUL"),
-    _cli("env_vars surrogate", "env validate surrogate.json", "env_vars.A", "surrogate"),
     _cli("env_vars 10 MB", "env validate big-value.json", "env_vars.A", "131072"),
-    _cli("env_vars 1.2 MB", "env validate many-values.json", "env_vars", "1048576"),
-    _cli("env_vars int value", "env validate int-value.json", "env_vars.A", "string"),
-    _cli("env_vars name with =", "env validate name-equals.json", "env_vars", "name"),
     _cli("setup timeout 10**30", "env validate timeout-huge.json", "setup_timeout", "604800"),
-    _cli("setup timeout 0", "env validate timeout-zero.json", "setup_timeout_seconds"),
-    _cli("setup timeout text", "env validate timeout-text.json", "setup_timeout", "integer"),
-    _cli("setup timeout 1.5", "env validate timeout-float.json", "setup_timeout", "integer"),
-    _cli("misspelt field", "env validate typo.json", "pipp", "did you mean"),
-    _cli("Ray-only field", "env validate container.json", "container", "not supported"),
-    _cli("pip and conda", "env validate pip-and-conda.json", "pip and conda"),
-    _cli("bad requirement", "env validate bad-requirement.json", "pip[0]"),
-    _cli("pip empty path", "env validate pip-empty.json", "runtime_env.pip", "non-empty"),
-    _cli("requirements missing", "env validate missing-reqs.json", "pip", "not found"),
     _cli("requirements not UTF-8", "env validate reqs-not-utf8.json", "pip", "UTF-8"),
-    _cli("py_modules empty", "env validate py-modules-empty.json", "py_modules[0]"),
-    _cli("py_modules a string", "env validate py-modules-str.json", "py_modules", "list"),
-    _cli("upload_path ftp", "env validate upload-ftp.json", "upload_path", "ftp"),
-    _cli("upload_path host", "env validate upload-host.json", "upload_path", "otherhost"),
-    _cli("conda file missing", "env validate conda-missing.json", "conda", "not found"),
-    _cli("conda file not UTF-8", "env validate conda-not-utf8.json", "conda", "UTF-8"),
-    _cli("conda file 2000 deep", "env validate conda-deep.json", "conda", "nested"),
+    _cli("conda file 600 deep", "env validate conda-deep.json", "conda", "nested"),
     # `runenv run`: the same checks before anything runs, and its own flags
     _cli("run: env_vars NUL", "run --runtime-env nul-value.json -- true", "env_vars.A", "NUL"),
     _cli("run: env_vars 10 MB", "run --runtime-env big-value.json -- true", "env_vars.A"),
@@ -184,6 +157,13 @@ CLI_CASES = [
     _cli("run: no command", "run --working-dir .", "no command"),
     _cli("run: command not found", "run -- no-such-command-4711", "not found"),
     _cli("run: tree 2000 deep", "run --working-dir deep-tree -- true", "deep"),
+    _cli("run: not executable", "run -- ./notes.txt", "not executable"),
+    _cli(
+        "run: env_vars expanded past ARG_MAX",
+        ["run", "--runtime-env-json", '{"env_vars": {"A": "${B}${B}"}}', "--", "true"],
+        "cannot run",
+        B="x" * 100_000,
+    ),
     # settings and sizes
     _cli(
         "setting not a number",
@@ -215,15 +195,20 @@ CLI_CASES = [
 
 
 @pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("corpus")
-    for name, content in FILES.items():
-        target = root / name
-        target.write_bytes(content if isinstance(content, bytes) else content.encode())
-    (root / "code").mkdir()
-    (root / "code" / "main.py").write_text("print('hi')\n")
-    _make_deep_tree(root / "deep-tree", DEEP)
-    return root
+def corpus_dir() -> Iterator[Path]:
+    # Not under pytest's temporary directory: its clean-up (shutil.rmtree) recurses once a level
+    # and fails on the deep tree, even in a later session; rm -rf does not.
+    root = Path(tempfile.mkdtemp(prefix="runenv-corpus-"))
+    try:
+        for name, content in FILES.items():
+            target = root / name
+            target.write_bytes(content if isinstance(content, bytes) else content.encode())
+        (root / "code").mkdir()
+        (root / "code" / "main.py").write_text("print('hi')\n")
+        _make_deep_tree(root / "deep-tree", DEEP)
+        yield root
+    finally:
+        subprocess.run(["rm", "-rf", str(root)], check=True)
 
 
 def _make_deep_tree(top: Path, depth: int) -> None:
@@ -292,7 +277,7 @@ def _problems_of(case: CliCase, outcome: Outcome) -> list[str]:
 
 
 def test_the_names_of_the_cases_are_distinct() -> None:
-    names = [case.name for case in CLI_CASES] + [case.name for case in API_CASES]
+    names = [case.name for case in (*CLI_CASES, *FILE_CASES, *API_CASES)]
     assert len(names) == len(set(names))
     assert len(names) >= 50
 
@@ -307,6 +292,66 @@ def test_every_cli_case_is_one_clean_error(corpus_dir: Path, tmp_path: Path) -> 
     assert not failures, "\n\n".join(
         f"{name}: {', '.join(problems)}\n{stderr}" for name, (problems, stderr) in failures.items()
     )
+
+
+# --- runtime_env files, read in this process (the same code as `runenv env validate`) -------
+
+
+@dataclass(frozen=True)
+class FileCase:
+    name: str
+    file: str
+    words: tuple[str, ...]
+
+
+def _file(name: str, file: str, *words: str) -> FileCase:
+    return FileCase(name, file, words)
+
+
+FILE_CASES = [
+    _file("top level is a list", "list.yaml", "mapping", "list"),
+    _file("empty file", "empty.yaml", "mapping"),
+    _file("JSON syntax", "broken.json", "JSON"),
+    _file("URI that cannot parse", "wd-bad-uri.json", "working_dir", "URI"),
+    _file("not an archive", "wd-rar.json", "working_dir", "archive"),
+    _file("unknown scheme", "wd-gopher.json", "working_dir", "gopher"),
+    _file("working_dir a number", "wd-int.json", "working_dir", "string"),
+    _file("working_dir with NUL", "wd-nul.json", "working_dir", "NUL"),
+    _file("working_dir a text file", "wd-file.json", "working_dir", "neither"),
+    _file("working_dir missing", "wd-missing.json", "working_dir", "not found"),
+    _file("env_vars surrogate", "surrogate.json", "env_vars.A", "surrogate"),
+    _file("env_vars 1.2 MB", "many-values.json", "env_vars", "1048576"),
+    _file("env_vars int value", "int-value.json", "env_vars.A", "string"),
+    _file("env_vars name with =", "name-equals.json", "env_vars", "name"),
+    _file("setup timeout 0", "timeout-zero.json", "setup_timeout_seconds"),
+    _file("setup timeout text", "timeout-text.json", "setup_timeout", "integer"),
+    _file("setup timeout 1.5", "timeout-float.json", "setup_timeout", "integer"),
+    _file("misspelt field", "typo.json", "pipp", "did you mean"),
+    _file("Ray-only field", "container.json", "container", "not supported"),
+    _file("pip and conda", "pip-and-conda.json", "pip and conda"),
+    _file("bad requirement", "bad-requirement.json", "pip[0]"),
+    _file("pip empty path", "pip-empty.json", "runtime_env.pip", "non-empty"),
+    _file("requirements missing", "missing-reqs.json", "pip", "not found"),
+    _file("py_modules empty", "py-modules-empty.json", "py_modules[0]"),
+    _file("py_modules a string", "py-modules-str.json", "py_modules", "list"),
+    _file("upload_path ftp", "upload-ftp.json", "upload_path", "ftp"),
+    _file("upload_path host", "upload-host.json", "upload_path", "otherhost"),
+    _file("conda file missing", "conda-missing.json", "conda", "not found"),
+    _file("conda file not UTF-8", "conda-not-utf8.json", "conda", "UTF-8"),
+]
+
+
+@pytest.mark.parametrize("case", FILE_CASES, ids=[case.name for case in FILE_CASES])
+def test_every_file_case_is_one_clean_error(
+    case: FileCase, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(corpus_dir)  # relative paths in the files start here
+    with pytest.raises(RunenvError) as raised:
+        RuntimeEnv.from_file(case.file)
+    assert raised.value.hint, f"{case.name}: no hint"
+    assert "\n" not in raised.value.message
+    for word in case.words:
+        assert word in raised.value.message
 
 
 # --- the Python API ------------------------------------------------------------------------
