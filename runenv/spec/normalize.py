@@ -344,9 +344,9 @@ def _config(value: ConfigInput) -> dict[str, Any]:
     if timeout is not None and timeout != -1 and not 0 < timeout <= MAX_SETUP_TIMEOUT_SECONDS:
         raise spec_error(
             [
-                f"{field_path(['config', 'setup_timeout_seconds'])}: expected a number of "
-                f"seconds from 1 to {MAX_SETUP_TIMEOUT_SECONDS} (7 days), or -1 for no limit, "
-                f"got {timeout}"
+                f"{field_path(['config', 'setup_timeout_seconds'])}: expected a positive "
+                f"number of seconds, at most {MAX_SETUP_TIMEOUT_SECONDS} (7 days), or -1 for "
+                f"no limit, got {timeout}"
             ]
         )
     return data
