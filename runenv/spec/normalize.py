@@ -8,8 +8,10 @@ Normalizing a canonical dict again gives the same dict.
 from __future__ import annotations
 
 import json
+import math
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,11 @@ def check_text(raw: Mapping[str, Any]) -> None:
         if isinstance(value, str):
             _check_string(field_path(location), "", value)
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(
+                f"{field_path(location)}: {value} is not a number JSON can hold",
+                hint="use a finite number, or a string",
+            )
         if isinstance(value, Mapping):
             items: list[tuple[str | int, Any]] = []
             for key, item in value.items():
@@ -169,14 +176,30 @@ def _working_dir(value: str, base_dir: Path) -> str:
         _check_remote(value, where, allowed=uris.ARCHIVE_SUFFIXES)
         return value
     path = _local_path(value, base_dir)
-    if path.is_dir() or (path.is_file() and path.suffix == ".zip"):
-        return str(path)
-    if path.exists():
-        raise spec_error([f"{where}: {path} is neither a directory nor a .zip file"])
+    with _looking_at(where):
+        if path.is_dir() or (path.is_file() and path.suffix == ".zip"):
+            return str(path)
+        if path.exists():
+            raise spec_error([f"{where}: {path} is neither a directory nor a .zip file"])
     raise SpecError(
         f"{where}: directory not found: {path}",
         hint="relative paths are resolved against the current directory",
     )
+
+
+@contextmanager
+def _looking_at(where: str) -> Iterator[None]:
+    """A path the system refuses to look at (too long, no permission, a loop of links) is an
+    error of the field that named it."""
+    try:
+        yield
+    except OSError as error:
+        name = str(error.filename or "the path")
+        shown = name if len(name) <= 200 else f"{name[:120]}…{name[-60:]}"
+        raise SpecError(
+            f"{where}: cannot use {shown}: {error.strerror}",
+            hint="check the path (a name is at most 255 bytes, a whole path 4096)",
+        ) from None
 
 
 def _py_modules(values: list[str], base_dir: Path) -> list[str]:
@@ -188,12 +211,14 @@ def _py_modules(values: list[str], base_dir: Path) -> list[str]:
             modules.append(value)
             continue
         path = _local_path(value, base_dir)
-        if not path.exists():
+        with _looking_at(where):
+            found, is_dir = path.exists(), path.is_dir()
+        if not found:
             raise SpecError(
                 f"{where}: not found: {path}",
                 hint="relative paths are resolved against the current directory",
             )
-        if not (path.is_dir() or path.suffix in (".py", uris.WHEEL_SUFFIX)):
+        if not (is_dir or path.suffix in (".py", uris.WHEEL_SUFFIX)):
             raise spec_error(
                 [f"{where}: {path} is not a package directory, a .py file or a .whl file"]
             )
@@ -256,7 +281,8 @@ def _requirements(
     value: list[str] | str, base_dir: Path, where: str
 ) -> tuple[list[str], list[str]]:
     if isinstance(value, str):
-        read = read_requirements_file(_local_path(value, base_dir), where)
+        with _looking_at(where):
+            read = read_requirements_file(_local_path(value, base_dir), where)
         return read.packages, read.options
     packages, problems = [], []
     for index, requirement in enumerate(value):
@@ -277,7 +303,8 @@ def _conda(value: str | dict[str, Any], base_dir: Path) -> str | dict[str, Any]:
     if isinstance(value, dict):
         return _json_mapping(value, where)
     if value.endswith(_CONDA_FILE_SUFFIXES):
-        return _json_mapping(_read_conda_file(_local_path(value, base_dir), where), where)
+        with _looking_at(where):
+            return _json_mapping(_read_conda_file(_local_path(value, base_dir), where), where)
     if "/" in value:
         return str(_local_path(value, base_dir))  # the prefix of an existing env
     return value  # the name of an existing env
@@ -362,4 +389,11 @@ def _upload_path(value: str, base_dir: Path) -> str:
             hint=f"use a local path or one of: {', '.join(sorted(uris.UPLOAD_SCHEMES))}",
         )
     _check_file_host(value, field_path(["upload_path"]))
+    if not value.split("://", 1)[1].strip("/"):
+        raise SpecError(
+            f"{field_path(['upload_path'])}: {value} names no bucket or directory",
+            hint=f"e.g. {scheme}://my-bucket/runenv"
+            if scheme != "file"
+            else "e.g. file:///srv/runenv",
+        )
     return value.rstrip("/")

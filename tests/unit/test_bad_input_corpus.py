@@ -99,6 +99,9 @@ FILES: dict[str, str | bytes] = {
     "job-list.yaml": "- entrypoint\n",
     "job-typo.yaml": "entrypoint: python x.py\nmax_retrys: 3\n",
     "notes.txt": "not a directory\n",
+    "wd-long.json": json.dumps({"working_dir": "a" * 5000}),
+    "reqs-long.json": json.dumps({"pip": "r" * 300 + ".txt"}),
+    "nan.json": '{"conda": {"dependencies": [NaN]}}',
 }
 
 
@@ -158,6 +161,9 @@ CLI_CASES = [
     _cli("run: command not found", "run -- no-such-command-4711", "not found"),
     _cli("run: tree 2000 deep", "run --working-dir deep-tree -- true", "deep"),
     _cli("run: not executable", "run -- ./notes.txt", "not executable"),
+    _cli("run: file:// missing", "run --working-dir file:///no/such.zip -- true", "not found"),
+    _cli("package: s3:// alone", "package code --upload-path s3://", "upload_path", "bucket"),
+    _cli("package: not a directory", "package notes.txt", "notes.txt"),
     _cli(
         "run: env_vars expanded past ARG_MAX",
         ["run", "--runtime-env-json", '{"env_vars": {"A": "${B}${B}"}}', "--", "true"],
@@ -338,6 +344,9 @@ FILE_CASES = [
     _file("upload_path host", "upload-host.json", "upload_path", "otherhost"),
     _file("conda file missing", "conda-missing.json", "conda", "not found"),
     _file("conda file not UTF-8", "conda-not-utf8.json", "conda", "UTF-8"),
+    _file("working_dir too long", "wd-long.json", "working_dir", "too long"),
+    _file("requirements name too long", "reqs-long.json", "pip", "too long"),
+    _file("NaN in conda", "nan.json", "conda.dependencies[0]", "nan"),
 ]
 
 
