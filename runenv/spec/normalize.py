@@ -127,10 +127,11 @@ def _check_string(where: str, what: str, text: str) -> None:
             text.encode("utf-8")
             return
         except UnicodeEncodeError:
-            problem = "is not valid Unicode text (it holds a lone surrogate)"
+            problem = "is not valid UTF-8 text (undecodable bytes or a lone surrogate)"
     raise SpecError(
         f"{where}: {what}{problem}",
-        hint="file names, environment variables and command lines cannot hold it; remove it",
+        hint="use UTF-8 text without NUL characters: no path, variable or command line can hold "
+        "a NUL, and a runtime_env is JSON, which holds only UTF-8",
     )
 
 

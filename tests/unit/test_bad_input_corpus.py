@@ -161,6 +161,9 @@ CLI_CASES = [
     _cli("run: command not found", "run -- no-such-command-4711", "not found"),
     _cli("run: tree 2000 deep", "run --working-dir deep-tree -- true", "deep"),
     _cli("run: not executable", "run -- ./notes.txt", "not executable"),
+    _cli("run: zip 2000 deep", "run --working-dir deep.zip -- true", "deep"),
+    _cli("run: --env-var not UTF-8", ["run", "--env-var", "A=\udcff", "--", "true"], "UTF-8"),
+    _cli("run: --working-dir not UTF-8", ["run", "--working-dir", "\udcff", "--", "true"], "UTF-8"),
     _cli("run: file:// missing", "run --working-dir file:///no/such.zip -- true", "not found"),
     _cli("package: s3:// alone", "package code --upload-path s3://", "upload_path", "bucket"),
     _cli("package: not a directory", "package notes.txt", "notes.txt"),
@@ -212,6 +215,8 @@ def corpus_dir() -> Iterator[Path]:
         (root / "code").mkdir()
         (root / "code" / "main.py").write_text("print('hi')\n")
         _make_deep_tree(root / "deep-tree", DEEP)
+        with zipfile.ZipFile(root / "deep.zip", "w") as deep_zip:
+            deep_zip.writestr("d/" * DEEP + "main.py", "print('hi')\n")
         yield root
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=True)
@@ -325,7 +330,7 @@ FILE_CASES = [
     _file("working_dir with NUL", "wd-nul.json", "working_dir", "NUL"),
     _file("working_dir a text file", "wd-file.json", "working_dir", "neither"),
     _file("working_dir missing", "wd-missing.json", "working_dir", "not found"),
-    _file("env_vars surrogate", "surrogate.json", "env_vars.A", "surrogate"),
+    _file("env_vars surrogate", "surrogate.json", "env_vars.A", "UTF-8"),
     _file("env_vars 1.2 MB", "many-values.json", "env_vars", "1048576"),
     _file("env_vars int value", "int-value.json", "env_vars.A", "string"),
     _file("env_vars name with =", "name-equals.json", "env_vars", "name"),
@@ -409,7 +414,7 @@ API_CASES = [
     ApiCase(
         "env_vars surrogate name",
         lambda: RuntimeEnv.from_dict({"env_vars": {"\udcff": "x"}}),
-        ("env_vars", "surrogate"),
+        ("env_vars", "UTF-8"),
     ),
     ApiCase(
         "self-referencing dict", lambda: RuntimeEnv.from_dict(_self_referencing()), ("nested",)
