@@ -436,6 +436,15 @@ API_CASES = [
     ApiCase("excludes a string", lambda: RuntimeEnv(excludes="*.pyc"), ("excludes", "list")),
     ApiCase("py_modules an object", lambda: RuntimeEnv(py_modules=[object()]), ("py_modules[0]",)),
     ApiCase("replace with a bad field", lambda: RuntimeEnv().replace(pip=7), ("runtime_env.pip",)),
+    ApiCase("num_cpus text", lambda: runenv.remote(num_cpus="x")(len), ("num_cpus",)),
+    ApiCase("num_cpus NaN", lambda: runenv.remote(num_cpus=float("nan"))(len), ("num_cpus",)),
+    ApiCase("max_retries -2", lambda: runenv.remote(max_retries=-2)(len), ("max_retries",)),
+    ApiCase(
+        "resources negative",
+        lambda: runenv.remote(len).options(resources={"gpu": -1}),
+        ("resources['gpu']",),
+    ),
+    ApiCase("init num_cpus text", lambda: runenv.init(num_cpus="2"), ("num_cpus", "str")),
 ]
 
 
