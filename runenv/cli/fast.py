@@ -366,12 +366,13 @@ def job_metadata(text: object) -> dict[str, str]:
 
     from runenv.errors import RunenvError
 
+    example = 'e.g. --metadata-json \'{"team": "ml"}\''
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RunenvError(f"--metadata-json is not valid JSON: {error}") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise RunenvError(f"--metadata-json is not valid JSON: {error}", hint=example) from None
     if not isinstance(data, dict):
-        raise RunenvError("--metadata-json: expected a JSON object of strings")
+        raise RunenvError("--metadata-json: expected a JSON object of strings", hint=example)
     return {str(key): str(value) for key, value in data.items()}
 
 

@@ -50,7 +50,7 @@ def normalize(raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     """Validate ``raw`` and return its canonical dict; relative paths start at ``base_dir``."""
     if not isinstance(raw, Mapping):
         raise spec_error([f"runtime_env: expected a mapping, got {type(raw).__name__}"])
-    check_text(raw)
+    _check_values(raw)
     try:
         parsed = RuntimeEnvInput.model_validate(_plain(dict(raw)))
     except ValidationError as error:
@@ -78,7 +78,7 @@ def normalize(raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     return canonical
 
 
-def check_text(raw: Mapping[str, Any]) -> None:
+def _check_values(raw: Mapping[str, Any]) -> None:
     """Refuse what no later step could use: nesting deeper than :data:`MAX_NESTING`, more
     than :data:`MAX_VALUES` values, and strings (keys too) holding a NUL or a lone surrogate,
     which paths, processes and environments cannot carry. Iterative, so that no input can
@@ -113,7 +113,7 @@ def check_text(raw: Mapping[str, Any]) -> None:
             continue
         if len(location) >= MAX_NESTING:
             raise SpecError(
-                f"{field_path(location)}: nested deeper than {MAX_NESTING} levels",
+                f"{field_path(location[:4])}…: nested deeper than {MAX_NESTING} levels",
                 hint="a runtime_env is a few levels deep; check how the value was generated",
             )
         pending.extend(([*location, key], item) for key, item in items)

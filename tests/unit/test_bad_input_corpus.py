@@ -192,6 +192,7 @@ CLI_CASES = [
         "RUNENV_MAX_PACKAGE_MB",
         RUNENV_MAX_PACKAGE_MB="nan",
     ),
+    _cli("home under a file", "env list", "RUNENV_HOME", RUNENV_HOME="/dev/null/home"),
     _cli("gc size not a size", "env gc --max-size lots", "lots"),
     _cli("gc size empty", ["env", "gc", "--max-size", ""], "size"),
     _cli("gc size negative", "env gc --max-size -5G", "size"),
@@ -200,6 +201,7 @@ CLI_CASES = [
     _cli("job config not UTF-8", "job submit --config job-not-utf8.yaml -- true", "UTF-8"),
     _cli("job config a list", "job submit --config job-list.yaml -- true", "mapping"),
     _cli("job config typo", "job submit --config job-typo.yaml -- true", "max_retrys"),
+    _cli("job metadata a list", "job submit --metadata-json [1] --no-wait -- true", "metadata"),
 ]
 
 
