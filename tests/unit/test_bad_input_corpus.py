@@ -28,6 +28,7 @@ from runenv.spec import RuntimeEnv
 
 RUNENV = [sys.executable, "-m", "runenv"]
 CONCURRENT_PROCESSES = 6
+CASE_TIMEOUT_S = 120
 DEEP = 2000  # past Python's recursion limit (1000)
 DEEP_YAML = 600  # past it too for PyYAML (two frames a level), whose scanner is slow when deep
 BIG_VALUE = "x" * (10 * 1024 * 1024)
@@ -267,7 +268,12 @@ def _run_all(cases: list[CliCase], cwd: Path, home: Path) -> dict[str, Outcome]:
             for case in batch
         ]
         for case, process in running:
-            _, stderr = process.communicate(timeout=120)
+            try:
+                _, stderr = process.communicate(timeout=CASE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:  # a hang is a failure of its case, not of all
+                process.kill()
+                _, stderr = process.communicate()
+                stderr += f"\n(killed after {CASE_TIMEOUT_S} s)"
             outcomes[case.name] = Outcome(process.returncode, stderr)
     return outcomes
 
