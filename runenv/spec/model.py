@@ -183,17 +183,9 @@ def read_env_file(path: Path) -> dict[str, Any]:
     resolved = path.expanduser().resolve()
     if not resolved.is_file():
         raise SpecError(f"runtime_env file not found: {resolved}", hint="check the path")
-    try:
-        text = resolved.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise SpecError(
-            f"{resolved} is not UTF-8 text (byte {error.start}: {error.reason})",
-            hint="save the file as UTF-8",
-        ) from None
-    except OSError as error:
-        message = f"cannot read {resolved}: {error.strerror}"
-        raise SpecError(message, hint="check its permissions") from None
-    data = _parse_env_text(text, resolved)
+    from runenv.spec.files import read_utf8
+
+    data = _parse_env_text(read_utf8(resolved, "runtime_env file"), resolved)
     if not isinstance(data, dict):
         raise SpecError(
             f"{resolved}: expected a runtime_env mapping at the top, got {type(data).__name__}",
