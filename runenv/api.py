@@ -60,6 +60,8 @@ def init(
             raise RunenvError(
                 "runenv.init() was already called", hint="call runenv.shutdown() first"
             )
+        if num_cpus is not None:
+            _check_number("num_cpus", num_cpus, 0, whole=False)
         if address is not None and not isinstance(address, str):
             raise UsageTypeError(
                 f"address must be a string, not {type(address).__name__}",
@@ -301,7 +303,43 @@ def _checked(options: dict[str, Any]) -> dict[str, Any]:
             f"unknown option(s) {sorted(unknown)}",
             hint=f"known options: {', '.join(sorted(_KNOWN_OPTIONS))}",
         )
+    for name, value in options.items():
+        _check_option(name, value)
     return options
+
+
+# The least value of each numeric option (Ray's ranges: -1 retries means retry forever).
+_LEAST = {"num_cpus": 0, "max_retries": -1, "max_calls": 0, "max_concurrency": 1}
+
+
+def _check_option(name: str, value: Any) -> None:
+    """Options are checked where they are given, not when the work is scheduled (runtime_env
+    is validated by the spec, when the work is submitted)."""
+    if value is None:
+        return
+    if name in _LEAST:
+        _check_number(name, value, _LEAST[name], whole=name != "num_cpus")
+    elif name == "resources":
+        if not isinstance(value, dict):
+            raise UsageTypeError(
+                f"resources must be a dict, not {type(value).__name__}", hint="e.g. {'gpu': 1}"
+            )
+        for resource, amount in value.items():
+            _check_number(f"resources[{resource!r}]", amount, 0, whole=False)
+    elif name == "name" and not isinstance(value, str):
+        raise UsageTypeError(f"name must be a string, not {type(value).__name__}", hint="e.g. 'a1'")
+
+
+def _check_number(name: str, value: Any, least: float, *, whole: bool) -> None:
+    kinds = (int,) if whole else (int, float)
+    expected = "an integer" if whole else "a number"
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise UsageTypeError(
+            f"{name} must be {expected}, not {type(value).__name__}",
+            hint=f"e.g. {name}=1",
+        )
+    if not least <= value < float("inf"):  # NaN fails too
+        raise UsageError(f"{name}={value!r} is out of range", hint=f"use at least {least}")
 
 
 def _spec_of(target: Any) -> FunctionSpec:

@@ -23,10 +23,24 @@ def runenv_home() -> Path:
     """Root of everything runenv keeps on this node (``RUNENV_HOME``)."""
     configured = os.environ.get("RUNENV_HOME")
     if configured:
-        return Path(configured).expanduser().resolve()
+        home = Path(configured).expanduser().resolve()
+        _check_directory_possible(home, "RUNENV_HOME")
+        return home
     import platformdirs  # on use: with RUNENV_HOME set, the CLI's start doesn't pay for it
 
     return Path(platformdirs.user_cache_dir("runenv")).resolve()
+
+
+def _check_directory_possible(path: Path, name: str) -> None:
+    """``path`` is a directory, or could be made one: what exists of it is directories."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunenvError(
+            f"{name}={path}: {existing} is not a directory",
+            hint=f"set {name} to a directory (or to where one can be made)",
+        )
 
 
 def default_store_uri() -> str:
@@ -96,6 +110,8 @@ def _positive_number(name: str, default: float, *, allow_zero: bool = False) -> 
     try:
         value = float(raw)
     except ValueError:
+        value = -1.0
+    if not value < float("inf"):  # infinite or NaN: not a size or a time
         value = -1.0
     if value < 0 or (value == 0 and not allow_zero):
         raise RunenvError(

@@ -31,6 +31,7 @@ from typing import IO, Any, Protocol, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 from runenv import uris
+from runenv.diskfull import disk_full_error, is_disk_full
 from runenv.errors import StorageError
 from runenv.redact import redact_text
 
@@ -350,6 +351,9 @@ def _call(uri: str, action: str, operation: Callable[[], T]) -> T:
 
 def _storage_error(exc: Exception, uri: str, action: str) -> StorageError:
     scheme = uris.scheme_of(uri) or "file"
+    if isinstance(exc, OSError) and is_disk_full(exc):
+        destination = exc.filename2 or exc.filename or uri
+        return disk_full_error(destination, "", exc, StorageError)
     if _is_missing(exc):
         if action == "upload":
             return StorageError(

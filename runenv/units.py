@@ -22,6 +22,7 @@ def parse_size(text: str) -> int:
         value = float(number)
     except ValueError:
         value = -1
-    if unit not in units or value < 0:
+    total = value * units[unit] if unit in units else -1.0
+    if not 0 <= total < float("inf"):  # NaN fails both
         raise RunenvError(f"not a size: {text!r}", hint="write e.g. 10G, 500M or 0")
-    return int(value * units[unit])
+    return int(total)

@@ -313,8 +313,17 @@ def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
             hint="check the name; the env's bin directory is first on PATH",
         )
     if isinstance(failure, PermissionError):
-        raise RunenvError(f"command is not executable: {program}")
-    raise RunenvError(f"cannot run {program}: {failure.strerror}")
+        raise RunenvError(f"command is not executable: {program}", hint="chmod +x it")
+    import errno  # built in, as this module's imports must be
+
+    too_big = failure.errno == errno.E2BIG
+    raise RunenvError(
+        f"cannot run {program}: {failure.strerror}",
+        hint="env_vars (after ${VAR} expansion) and the command line together are over the "
+        "system's limit (ARG_MAX); pass large data in files"
+        if too_big
+        else "check the command",
+    )
 
 
 def submit_job(parsed: Parsed, prepared: Mapping[str, object]) -> NoReturn:
@@ -360,12 +369,13 @@ def job_metadata(text: object) -> dict[str, str]:
 
     from runenv.errors import RunenvError
 
+    example = 'e.g. --metadata-json \'{"team": "ml"}\''
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RunenvError(f"--metadata-json is not valid JSON: {error}") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise RunenvError(f"--metadata-json is not valid JSON: {error}", hint=example) from None
     if not isinstance(data, dict):
-        raise RunenvError("--metadata-json: expected a JSON object of strings")
+        raise RunenvError("--metadata-json: expected a JSON object of strings", hint=example)
     return {str(key): str(value) for key, value in data.items()}
 
 

@@ -46,7 +46,9 @@ def env_dict_from_flags(
     if pip:
         data["pip"] = list(pip)
     if env_vars:
-        data["env_vars"] = {**(data.get("env_vars") or {}), **_parse_env_vars(env_vars)}
+        given = data.get("env_vars") or {}
+        if isinstance(given, dict):  # else left as it is, for validation to name the field
+            data["env_vars"] = {**given, **_parse_env_vars(env_vars)}
     return data
 
 
@@ -58,8 +60,16 @@ def _parse_json(text: str) -> dict[str, Any]:
             f"--runtime-env-json is not valid JSON: {error}",
             hint='quote it for the shell, e.g. --runtime-env-json \'{"pip": ["six"]}\'',
         ) from None
+    except RecursionError:
+        raise SpecError(
+            "--runtime-env-json: nested too deeply to read",
+            hint="a runtime_env is a few levels deep; check how the JSON was generated",
+        ) from None
     if not isinstance(data, dict):
-        raise SpecError(f"--runtime-env-json: expected a JSON object, got {type(data).__name__}")
+        raise SpecError(
+            f"--runtime-env-json: expected a JSON object, got {type(data).__name__}",
+            hint='e.g. --runtime-env-json \'{"pip": ["six"]}\'',
+        )
     return data
 
 

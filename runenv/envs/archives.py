@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from runenv import store_layout, uris
 from runenv.envs.setup import Setup
-from runenv.errors import EnvSetupError, RunenvError
+from runenv.errors import EnvSetupError, RunenvError, StorageError
 
 
 def fetch(uri: str, staging: Path, setup: Setup, step: str) -> Path:
@@ -18,6 +18,10 @@ def fetch(uri: str, staging: Path, setup: Setup, step: str) -> Path:
     digest is checked against it before anything uses it."""
     if uris.scheme_of(uri) == "file":
         target = Path(unquote(urlsplit(uri).path))
+        if not target.is_file():
+            with _as_setup_error(step, setup):
+                hint = "check the path: a file:// URI is read on the node that sets up the env"
+                raise StorageError(f"object not found: {uri}", hint=hint)
     else:
         from runenv.storage import download  # on use: an env without code never loads storage
 

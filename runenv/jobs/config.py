@@ -50,7 +50,7 @@ def read_job_config(path: Path) -> JobConfig:
     for key in _ENV_SHORTHANDS:
         if key in data:
             env[key] = (
-                {**env.get("env_vars", {}), **_mapping(data, key, path)}
+                {**_mapping(env, "env_vars", path), **_mapping(data, key, path)}
                 if key == "env_vars"
                 else data[key]
             )

@@ -18,6 +18,7 @@ from typing import IO, cast
 
 from runenv import store_layout
 from runenv.digests import bytes_digest, file_digest, stream_digest
+from runenv.diskfull import is_disk_full, writing
 from runenv.errors import PackagingError, StorageError
 from runenv.packaging.unpack import Budget, UnpackLimits, precheck
 from runenv.packaging.walk import FileEntry, Tree
@@ -130,7 +131,10 @@ def write_zip(tree: Tree, destination: Path, *, compress: bool = True) -> dict[s
     hashes: dict[str, str] = {}
     entries: list[tuple[str, FileEntry | None]] = [(path, None) for path in tree.directories]
     entries += [(entry.path, entry) for entry in tree.files]
-    with zipfile.ZipFile(destination, "w", allowZip64=True) as archive:
+    with (
+        writing(destination, "the archive", PackagingError),
+        zipfile.ZipFile(destination, "w", allowZip64=True) as archive,
+    ):
         for path, entry in sorted(entries, key=lambda item: item[0]):
             if entry is None:
                 archive.writestr(_directory_info(path), b"")
@@ -152,6 +156,8 @@ def _reading(entry: FileEntry) -> Iterator[None]:
     try:
         yield
     except OSError as error:
+        if is_disk_full(error):
+            raise  # writing the archive failed, not reading this file
         raise PackagingError(
             f"cannot read {entry.source}: {error.strerror}",
             hint="fix its permissions, or leave it out with `excludes`",

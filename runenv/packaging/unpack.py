@@ -29,6 +29,7 @@ from typing import IO
 
 from runenv import settings
 from runenv.digests import CHUNK_BYTES
+from runenv.diskfull import disk_full_error, is_disk_full
 from runenv.errors import PackagingError, RunenvError, UnsafeArchiveError
 from runenv.units import human_bytes
 
@@ -281,6 +282,10 @@ def _write_members(members: list[Member], root: str, budget: Budget) -> None:
     except RunenvError:
         raise
     except _archive_errors() as error:
+        if isinstance(error, OSError) and is_disk_full(
+            error
+        ):  # not the archive's fault: say where the space ran out
+            raise disk_full_error(root, "into", error, PackagingError) from None
         raise _unreadable(Path(budget.archive), error) from None
 
 

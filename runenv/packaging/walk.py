@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pathspec
 
-from runenv import inputs
+from runenv import inputs, settings
+from runenv.errors import PackagingError
 
 DEFAULT_EXCLUDES = (".git/", ".venv/", "venv/", "__pycache__/")
 IGNORE_FILES = (".gitignore", ".runenvignore")
@@ -116,11 +117,15 @@ def walk_tree(
     ignore_files: Iterable[str] = IGNORE_FILES,
     prefix: str = "",
 ) -> Tree:
-    """Walk ``root``; archive paths start with ``prefix`` (e.g. ``"mypkg/"`` for py_modules)."""
+    """Walk ``root``; archive paths start with ``prefix`` (e.g. ``"mypkg/"`` for py_modules).
+
+    A path deeper than unpacking accepts (``RUNENV_MAX_UNPACK_DEPTH``) is refused here, where
+    the user can still leave it out, and so that no tree can exhaust the recursion limit.
+    """
     root = root.resolve()
     rules = _Rules(_root_specs(default_excludes), (), _root_specs(excludes))
     tree = Tree(root=root)
-    walker = _Walker(tree, tuple(ignore_files), prefix)
+    walker = _Walker(tree, tuple(ignore_files), prefix, settings.max_unpack_depth())
     walker.walk_directory(str(root), "", rules, frozenset({_identity(root)}))
     tree.files.sort(key=lambda entry: entry.path)
     tree.directories.sort()
@@ -137,11 +142,14 @@ def single_file_tree(path: Path, archive_path: str) -> Tree:
 
 
 class _Walker:
-    def __init__(self, tree: Tree, ignore_files: tuple[str, ...], prefix: str) -> None:
+    def __init__(
+        self, tree: Tree, ignore_files: tuple[str, ...], prefix: str, max_depth: int
+    ) -> None:
         self.tree = tree
         self.ignore_files = ignore_files
         self.prefix = prefix
         self.root_text = str(tree.root)
+        self.max_depth = max_depth
 
     def walk_directory(
         self, directory: str, relative: str, rules: _Rules, ancestors: frozenset[tuple[int, int]]
@@ -180,6 +188,7 @@ class _Walker:
             self.tree.excluded.files += not is_dir
             self.tree.excluded.add(self.prefix + path + ("/" if is_dir else ""), size, is_dir)
             return
+        self._check_depth(path)
         if entry.is_symlink():
             self._note_link(entry.path, path)
         if is_dir:
@@ -194,6 +203,17 @@ class _Walker:
             self.tree.files.append(_file_entry(self.prefix + path, source, info))
         else:
             self.tree.skipped.append((path, "not a regular file"))
+
+    def _check_depth(self, path: str) -> None:
+        depth = (self.prefix + path).count("/") + 1
+        if depth > self.max_depth:
+            shown = path if len(path) < 120 else f"{path[:60]}…{path[-40:]}"
+            raise PackagingError(
+                f"{self.root_text}: {shown} is {depth} directories deep, over the limit of "
+                f"{self.max_depth} that unpacking accepts",
+                hint="leave it out with `excludes`, or raise RUNENV_MAX_UNPACK_DEPTH (on every "
+                "node that unpacks it)",
+            )
 
     def _note_link(self, link: str, path: str) -> None:
         target = os.path.realpath(link)

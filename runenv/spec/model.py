@@ -139,17 +139,20 @@ class RuntimeEnv:
         return f"RuntimeEnv({self.canonical_json()})"
 
 
-def merge(parent: RuntimeEnv, child: RuntimeEnv) -> RuntimeEnv:
+def merge(
+    parent: RuntimeEnv | Mapping[str, Any], child: RuntimeEnv | Mapping[str, Any]
+) -> RuntimeEnv:
     """The env of work started under ``parent`` that asks for ``child``.
 
     Each field the child sets replaces the parent's; ``env_vars`` and ``config`` merge per key,
     the child winning. A child that chooses its Python packages (``pip``, ``uv`` or ``conda``)
     replaces the parent's choice whichever field that was, since they cannot be combined.
+    Either may be a runtime_env dict, validated first.
     """
     from runenv.spec.normalize import PYTHON_ENV_FIELDS
 
-    merged = parent.to_dict()
-    overrides = child.to_dict()
+    merged = _as_env(parent, "parent").to_dict()
+    overrides = _as_env(child, "child").to_dict()
     if any(name in overrides for name in PYTHON_ENV_FIELDS):
         for name in PYTHON_ENV_FIELDS:
             merged.pop(name, None)
@@ -161,21 +164,50 @@ def merge(parent: RuntimeEnv, child: RuntimeEnv) -> RuntimeEnv:
     return RuntimeEnv._from_canonical(merged)
 
 
+def _as_env(value: object, role: str) -> RuntimeEnv:
+    if isinstance(value, RuntimeEnv):
+        return value
+    if isinstance(value, Mapping):
+        return RuntimeEnv.from_dict(value)
+    from runenv.errors import UsageTypeError
+
+    raise UsageTypeError(
+        f"merge(): the {role} must be a RuntimeEnv or a runtime_env dict, "
+        f"not {type(value).__name__}",
+        hint="e.g. runenv.merge(RuntimeEnv(pip=['six']), {'env_vars': {'A': '1'}})",
+    )
+
+
 def read_env_file(path: Path) -> dict[str, Any]:
     """The dict in a JSON or YAML runtime_env file."""
     resolved = path.expanduser().resolve()
     if not resolved.is_file():
         raise SpecError(f"runtime_env file not found: {resolved}", hint="check the path")
-    text = resolved.read_text(encoding="utf-8")
-    import yaml  # on use: most envs come as dicts, not files
+    from runenv.spec.files import read_utf8
 
-    try:
-        data = json.loads(text) if resolved.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise SpecError(f"{resolved} is not valid JSON or YAML: {error}") from None
+    data = _parse_env_text(read_utf8(resolved, "runtime_env file"), resolved)
     if not isinstance(data, dict):
         raise SpecError(
             f"{resolved}: expected a runtime_env mapping at the top, got {type(data).__name__}",
             hint="write the fields at the top level, e.g. `working_dir: .`",
         )
     return data
+
+
+def _parse_env_text(text: str, path: Path) -> Any:
+    import yaml  # on use: most envs come as dicts, not files
+
+    from runenv.spec.files import one_line
+
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise SpecError(
+            f"{path} is not valid JSON or YAML: {one_line(error)}",
+            hint="check the syntax near that line",
+        ) from None
+    except RecursionError:
+        raise SpecError(
+            f"{path}: nested too deeply to read",
+            hint="a runtime_env is a few levels deep; check how the file was generated",
+        ) from None

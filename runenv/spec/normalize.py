@@ -8,8 +8,10 @@ Normalizing a canonical dict again gives the same dict.
 from __future__ import annotations
 
 import json
+import math
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from pydantic import ValidationError
 from runenv import uris
 from runenv.errors import SpecError
 from runenv.spec.errors import field_path, from_validation_error, spec_error
+from runenv.spec.files import one_line, read_utf8
 from runenv.spec.python_packages import Lock, PythonPackages, Tool, install_options_key
 from runenv.spec.requirements import (
     REQUIREMENT_HINT,
@@ -30,12 +33,24 @@ from runenv.spec.schema import ConfigInput, PipInput, RuntimeEnvInput, UvInput
 
 PYTHON_ENV_FIELDS = ("pip", "uv", "conda")
 _CONDA_FILE_SUFFIXES = (".yml", ".yaml")
+# How deep mappings and lists may nest (an inline conda env needs a handful of levels): deeper
+# input would exhaust Python's recursion limit in validation, copying or JSON.
+MAX_NESTING = 100
+# How many values (strings, numbers, mappings, lists) it may hold in all.
+MAX_VALUES = 100_000
+# Linux's MAX_ARG_STRLEN: one NAME=VALUE string of a process's environment, with its NUL.
+MAX_ENV_VAR_BYTES = 128 * 1024
+# All env_vars together: half of the usual ARG_MAX (2 MiB), which the node's own environment
+# and the command line share.
+MAX_ENV_VARS_TOTAL_BYTES = 1024 * 1024
+MAX_SETUP_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 def normalize(raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     """Validate ``raw`` and return its canonical dict; relative paths start at ``base_dir``."""
     if not isinstance(raw, Mapping):
         raise spec_error([f"runtime_env: expected a mapping, got {type(raw).__name__}"])
+    _check_values(raw)
     try:
         parsed = RuntimeEnvInput.model_validate(_plain(dict(raw)))
     except ValidationError as error:
@@ -61,6 +76,63 @@ def normalize(raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     if parsed.upload_path is not None:
         canonical["upload_path"] = _upload_path(parsed.upload_path, base_dir)
     return canonical
+
+
+def _check_values(raw: Mapping[str, Any]) -> None:
+    """Refuse what no later step could use: nesting deeper than :data:`MAX_NESTING`, more
+    than :data:`MAX_VALUES` values, and strings (keys too) holding a NUL or a lone surrogate,
+    which paths, processes and environments cannot carry. Iterative, so that no input can
+    exhaust the recursion limit."""
+    pending: list[tuple[list[str | int], Any]] = [([], raw)]
+    visited = 0
+    while pending:
+        location, value = pending.pop()
+        visited += 1
+        if visited > MAX_VALUES:  # e.g. YAML aliases that expand exponentially
+            raise SpecError(
+                f"runtime_env: holds more than {MAX_VALUES} values",
+                hint="a runtime_env holds a few fields; check how it was generated",
+            )
+        if isinstance(value, str):
+            _check_string(field_path(location), "", value)
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(
+                f"{field_path(location)}: {value} is not a number JSON can hold",
+                hint="use a finite number, or a string",
+            )
+        if isinstance(value, Mapping):
+            items: list[tuple[str | int, Any]] = []
+            for key, item in value.items():
+                if isinstance(key, str):
+                    _check_string(field_path(location), f"key {key!r} ", key)
+                items.append((key if isinstance(key, (str, int)) else repr(key), item))
+        elif isinstance(value, (list, tuple)):
+            items = list(enumerate(value))
+        else:
+            continue
+        if len(location) >= MAX_NESTING:
+            raise SpecError(
+                f"{field_path(location[:4])}…: nested deeper than {MAX_NESTING} levels",
+                hint="a runtime_env is a few levels deep; check how the value was generated",
+            )
+        pending.extend(([*location, key], item) for key, item in items)
+
+
+def _check_string(where: str, what: str, text: str) -> None:
+    if "\0" in text:
+        problem = "contains a NUL character"
+    else:
+        try:
+            text.encode("utf-8")
+            return
+        except UnicodeEncodeError:
+            problem = "is not valid UTF-8 text (undecodable bytes or a lone surrogate)"
+    raise SpecError(
+        f"{where}: {what}{problem}",
+        hint="use UTF-8 text without NUL characters: no path, variable or command line can hold "
+        "a NUL, and a runtime_env is JSON, which holds only UTF-8",
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -105,14 +177,30 @@ def _working_dir(value: str, base_dir: Path) -> str:
         _check_remote(value, where, allowed=uris.ARCHIVE_SUFFIXES)
         return value
     path = _local_path(value, base_dir)
-    if path.is_dir() or (path.is_file() and path.suffix == ".zip"):
-        return str(path)
-    if path.exists():
-        raise spec_error([f"{where}: {path} is neither a directory nor a .zip file"])
+    with _looking_at(where):
+        if path.is_dir() or (path.is_file() and path.suffix == ".zip"):
+            return str(path)
+        if path.exists():
+            raise spec_error([f"{where}: {path} is neither a directory nor a .zip file"])
     raise SpecError(
         f"{where}: directory not found: {path}",
         hint="relative paths are resolved against the current directory",
     )
+
+
+@contextmanager
+def _looking_at(where: str) -> Iterator[None]:
+    """A path the system refuses to look at (too long, no permission, a loop of links) is an
+    error of the field that named it."""
+    try:
+        yield
+    except OSError as error:
+        name = str(error.filename or "the path")
+        shown = name if len(name) <= 200 else f"{name[:120]}…{name[-60:]}"
+        raise SpecError(
+            f"{where}: cannot use {shown}: {error.strerror}",
+            hint="check the path (a name is at most 255 bytes, a whole path 4096)",
+        ) from None
 
 
 def _py_modules(values: list[str], base_dir: Path) -> list[str]:
@@ -124,12 +212,14 @@ def _py_modules(values: list[str], base_dir: Path) -> list[str]:
             modules.append(value)
             continue
         path = _local_path(value, base_dir)
-        if not path.exists():
+        with _looking_at(where):
+            found, is_dir = path.exists(), path.is_dir()
+        if not found:
             raise SpecError(
                 f"{where}: not found: {path}",
                 hint="relative paths are resolved against the current directory",
             )
-        if not (path.is_dir() or path.suffix in (".py", uris.WHEEL_SUFFIX)):
+        if not (is_dir or path.suffix in (".py", uris.WHEEL_SUFFIX)):
             raise spec_error(
                 [f"{where}: {path} is not a package directory, a .py file or a .whl file"]
             )
@@ -144,10 +234,29 @@ def _check_remote(uri: str, where: str, allowed: tuple[str, ...]) -> None:
             f"{where}: unsupported URI scheme {scheme!r} in {uri}",
             hint=f"use one of: {', '.join(sorted(uris.DOWNLOAD_SCHEMES))}",
         )
-    if uris.archive_suffix(uri) not in allowed:
+    _check_file_host(uri, where)
+    try:
+        suffix = uris.archive_suffix(uri)
+    except ValueError as error:  # e.g. an unclosed [ of an IPv6 host
+        message = f"{where}: not a valid URI: {uri} ({error})"
+        raise SpecError(message, hint="check the URI") from None
+    if suffix not in allowed:
         raise SpecError(
             f"{where}: {uri} does not name an archive ({', '.join(allowed)})",
             hint="remote code must be an archive; package a directory with `runenv package DIR`",
+        )
+
+
+def _check_file_host(uri: str, where: str) -> None:
+    """A file:// URI names a file on this machine: another host's would be read from here."""
+    if uris.scheme_of(uri) != "file":
+        return
+    host = uri.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2].lower()
+    if host not in ("", "localhost"):
+        raise SpecError(
+            f"{where}: {uri} names a file on host {host!r}; file:// URIs are read locally",
+            hint="write file:///absolute/path (three slashes), or use s3://, gs:// or https:// "
+            "for a file on another machine",
         )
 
 
@@ -173,7 +282,8 @@ def _requirements(
     value: list[str] | str, base_dir: Path, where: str
 ) -> tuple[list[str], list[str]]:
     if isinstance(value, str):
-        read = read_requirements_file(_local_path(value, base_dir), where)
+        with _looking_at(where):
+            read = read_requirements_file(_local_path(value, base_dir), where)
         return read.packages, read.options
     packages, problems = [], []
     for index, requirement in enumerate(value):
@@ -194,7 +304,8 @@ def _conda(value: str | dict[str, Any], base_dir: Path) -> str | dict[str, Any]:
     if isinstance(value, dict):
         return _json_mapping(value, where)
     if value.endswith(_CONDA_FILE_SUFFIXES):
-        return _json_mapping(_read_conda_file(_local_path(value, base_dir), where), where)
+        with _looking_at(where):
+            return _json_mapping(_read_conda_file(_local_path(value, base_dir), where), where)
     if "/" in value:
         return str(_local_path(value, base_dir))  # the prefix of an existing env
     return value  # the name of an existing env
@@ -208,10 +319,19 @@ def _read_conda_file(path: Path, where: str) -> Any:
         )
     import yaml  # on use: only environment.yml files need it
 
+    text = read_utf8(path, where)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise SpecError(f"{where}: {path} is not valid YAML: {error}") from None
+        raise SpecError(
+            f"{where}: {path} is not valid YAML: {one_line(error)}",
+            hint="check the syntax near that line",
+        ) from None
+    except RecursionError:
+        raise SpecError(
+            f"{where}: {path} is nested too deeply to read",
+            hint="an environment file is a few levels deep; check how it was generated",
+        ) from None
 
 
 def _json_mapping(value: Any, where: str) -> dict[str, Any]:
@@ -224,20 +344,37 @@ def _json_mapping(value: Any, where: str) -> dict[str, Any]:
 
 
 def _env_vars(value: dict[str, str]) -> dict[str, str]:
-    for name in value:
+    total = 0
+    for name, text in value.items():
         if not name or "=" in name or "\0" in name:
             raise spec_error([f"{field_path(['env_vars'])}: invalid variable name {name!r}"])
+        size = len(name.encode()) + len(text.encode()) + 2  # NAME=VALUE and its NUL
+        if size > MAX_ENV_VAR_BYTES:
+            raise SpecError(
+                f"{field_path(['env_vars', name])}: {size} bytes as NAME=VALUE, over the "
+                f"limit of {MAX_ENV_VAR_BYTES} (128 KiB, Linux's MAX_ARG_STRLEN)",
+                hint="pass large data in a file (in working_dir) and its path in the variable",
+            )
+        total += size
+    if total > MAX_ENV_VARS_TOTAL_BYTES:
+        raise SpecError(
+            f"{field_path(['env_vars'])}: {total} bytes in all, over the limit of "
+            f"{MAX_ENV_VARS_TOTAL_BYTES} (1 MiB; a process's whole environment and command "
+            "line share ARG_MAX, usually 2 MiB)",
+            hint="pass large data in a file (in working_dir) and its path in a variable",
+        )
     return dict(value)
 
 
 def _config(value: ConfigInput) -> dict[str, Any]:
     data = value.model_dump(include=value.model_fields_set)
     timeout = data.get("setup_timeout_seconds")
-    if timeout is not None and timeout <= 0 and timeout != -1:
+    if timeout is not None and timeout != -1 and not 0 < timeout <= MAX_SETUP_TIMEOUT_SECONDS:
         raise spec_error(
             [
                 f"{field_path(['config', 'setup_timeout_seconds'])}: expected a positive "
-                f"number of seconds or -1 for no limit, got {timeout}"
+                f"number of seconds, at most {MAX_SETUP_TIMEOUT_SECONDS} (7 days), or -1 for "
+                f"no limit, got {timeout}"
             ]
         )
     return data
@@ -251,5 +388,13 @@ def _upload_path(value: str, base_dir: Path) -> str:
         raise SpecError(
             f"{field_path(['upload_path'])}: cannot upload to {scheme}:// ({value})",
             hint=f"use a local path or one of: {', '.join(sorted(uris.UPLOAD_SCHEMES))}",
+        )
+    _check_file_host(value, field_path(["upload_path"]))
+    if not value.split("://", 1)[1].strip("/"):
+        raise SpecError(
+            f"{field_path(['upload_path'])}: {value} names no bucket or directory",
+            hint=f"e.g. {scheme}://my-bucket/runenv"
+            if scheme != "file"
+            else "e.g. file:///srv/runenv",
         )
     return value.rstrip("/")

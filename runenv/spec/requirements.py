@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runenv.errors import SpecError
+from runenv.spec.files import read_utf8
 
 # Short and long spellings of the options that carry a value, mapped to the long spelling.
 _VALUE_OPTIONS = {
@@ -107,17 +108,17 @@ def _read_into(path: Path, field_path: str, result: Requirements, seen: set[Path
             f"{field_path}: requirements file not found: {path}",
             hint="check the path; relative paths are resolved against the current directory",
         )
-    for line_number, line in _logical_lines(path):
+    for line_number, line in _logical_lines(path, field_path):
         where = f"{field_path} ({path}:{line_number})"
         _read_line(line, path.parent, where, result, seen)
 
 
-def _logical_lines(path: Path) -> list[tuple[int, str]]:
+def _logical_lines(path: Path, where: str) -> list[tuple[int, str]]:
     """Lines with comments stripped and ``\\`` continuations joined, blank ones dropped."""
     lines: list[tuple[int, str]] = []
     pending = ""
     start = 0
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(read_utf8(path, where).splitlines(), start=1):
         text = _COMMENT.sub("", raw).strip()
         if not pending:
             start = number

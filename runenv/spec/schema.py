@@ -41,14 +41,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-RequirementList = list[Annotated[str, Field(min_length=1)]]
+# Paths and names: an empty string would silently mean the current directory.
+NonEmpty = Annotated[str, Field(min_length=1)]
+RequirementList = list[NonEmpty]
 if TYPE_CHECKING:  # what the values are, for the type checker
     RequirementsInput = list[str] | str
 else:
     RequirementsInput = _one_of(
         "a list of requirement strings or the path of a requirements.txt file",
         _tagged("list", RequirementList),
-        _tagged("str", str),
+        _tagged("str", NonEmpty),
     )
 
 
@@ -83,7 +85,9 @@ class ConfigInput(_Strict):
     """``config``: how the environment is set up, not what is in it (not part of the key)."""
 
     setup_timeout_seconds: int = Field(
-        600, description="Seconds allowed for setting up the environment; -1 for no limit."
+        600,
+        description="Seconds allowed for setting up the environment, at most 604800 (7 days); "
+        "-1 for no limit.",
     )
     eager_install: bool = Field(
         True, description="Install the job-level environment when the job starts."
@@ -94,7 +98,7 @@ def _python_deps(mapping_model: type[BaseModel]) -> Any:
     return _one_of(
         "a list of requirement strings, the path of a requirements.txt file, or a mapping",
         _tagged("list", RequirementList),
-        _tagged("str", str),
+        _tagged("str", NonEmpty),
         _tagged("dict", mapping_model),
     )
 
@@ -108,7 +112,7 @@ else:
     UvField = _python_deps(UvInput)
     CondaField = _one_of(
         "the path of an environment.yml, an inline mapping, or the name or prefix of an env",
-        _tagged("str", str),
+        _tagged("str", NonEmpty),
         _tagged("dict", dict[str, Any]),
     )
 
@@ -118,12 +122,12 @@ class RuntimeEnvInput(_Strict):
 
     model_config = ConfigDict(title="runtime_env")
 
-    working_dir: str | None = Field(
+    working_dir: NonEmpty | None = Field(
         None,
         description="Local directory or .zip, or a remote archive URI "
         "(s3://, gs://, https://, file://; .zip, .tar.gz, .tgz).",
     )
-    py_modules: list[str] | None = Field(
+    py_modules: list[NonEmpty] | None = Field(
         None,
         description="Local package directories, .py files, .whl files or remote archive URIs.",
     )
@@ -134,10 +138,12 @@ class RuntimeEnvInput(_Strict):
     uv: UvField | None = None
     conda: CondaField | None = None
     env_vars: dict[str, str] | None = Field(
-        None, description="Environment variables; values may reference ${VAR} of the node."
+        None,
+        description="Environment variables; values may reference ${VAR} of the node. Each "
+        "NAME=VALUE at most 128 KiB, all of them together at most 1 MiB; no NUL characters.",
     )
     config: ConfigInput | None = None
-    upload_path: str | None = Field(
+    upload_path: NonEmpty | None = Field(
         None, description="Where local directories are uploaded: a path, file://, s3:// or gs://."
     )
 
