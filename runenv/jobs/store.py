@@ -182,7 +182,8 @@ def _release_free_pages(connection: sqlite3.Connection) -> None:
             connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
             connection.execute("VACUUM")
         else:
-            connection.execute("PRAGMA incremental_vacuum").fetchall()
+            # A script steps the pragma to its end: execute() would free one page per call.
+            connection.executescript("PRAGMA incremental_vacuum")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
