@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def test_an_idle_follow_backs_off(tmp_path: Path) -> None:
             pass
 
     asyncio.run(drain())
-    gaps = [later - earlier for earlier, later in zip(asked, asked[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(asked)]
     # 0.05, 0.1, 0.2, 0.4, 0.8, then once a second: about 9 checks in 3 s, not 60.
     assert len(asked) <= 12 and max(gaps) >= logs.FOLLOW_POLL_MAX_SECONDS * 0.9
 
