@@ -25,6 +25,7 @@ from runenv.errors import RunenvError
 from runenv.jobs.models import (
     MAX_RETRIES_LIMIT,
     RETRY_BACKOFF_CAP_SECONDS,
+    RETRY_BACKOFF_FIRST_SECONDS,
     JobInfo,
     JobStatus,
     check_submission_id,
@@ -153,8 +154,10 @@ class Supervisor:
             return
         deadline = None if info.timeout_s is None else time.monotonic() + info.timeout_s
         code: int | None = None
+        waited_out = False  # the timeout came during a backoff
         for attempt in range(1, info.max_retries + 2):
             if attempt > 1 and not self._back_off(attempt - 1, deadline):
+                waited_out = not self.stop_requested
                 break
             self.store.update(self.id, attempts=attempt)
             if attempt > 1:
@@ -173,7 +176,7 @@ class Supervisor:
             self.say(f"the entrypoint exited with code {code}")
         if self.stop_requested:
             self._finish(JobStatus.STOPPED, "stopped by request", code)
-        elif deadline is not None and time.monotonic() >= deadline:
+        elif waited_out:
             self._finish(JobStatus.FAILED, f"timed out after {info.timeout_s:g} s", code)
         else:
             self._finish(JobStatus.FAILED, _failure_message(code, info.max_retries), code)
@@ -181,7 +184,12 @@ class Supervisor:
     def _back_off(self, retry: int, deadline: float | None) -> bool:
         """Wait before retry number ``retry`` (exponential, with jitter); False when a stop
         or the job's timeout came first. The wait is cut short by a stop within a poll."""
-        wait = retry_backoff_seconds(retry)
+        try:
+            wait = retry_backoff_seconds(retry)
+        except RunenvError as error:  # a bad setting: the job still backs off, by default
+            self.say(f"{error.message}: using {RETRY_BACKOFF_FIRST_SECONDS:g} s")
+            wait = RETRY_BACKOFF_FIRST_SECONDS * 2.0 ** min(retry - 1, 32)
+            wait = min(wait, RETRY_BACKOFF_CAP_SECONDS)
         self.say(f"retrying in {wait:.1f} s")
         until = time.monotonic() + wait
         if deadline is not None and deadline < until:

@@ -325,6 +325,28 @@ def test_a_stop_during_the_backoff_ends_the_job_at_once(environ: dict[str, str])
     assert (info.end_time or 0) - asked < 2.0
 
 
+def test_the_timeout_ends_a_backoff(environ: dict[str, str]) -> None:
+    environ = {**environ, "RUNENV_JOB_RETRY_BACKOFF_S": "120"}
+    config = Path(environ["RUNENV_HOME"]).parent / "job.yaml"
+    config.write_text("max_retries: 3\ntimeout_s: 1\nentrypoint: exit 1\n")
+    started = time.monotonic()
+    result = subprocess.run(
+        [*RUNENV, "job", "submit", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=WAIT_S,
+    )
+    assert result.returncode == 1 and "retrying in" in result.stdout
+    assert time.monotonic() - started < 30  # not the 120 s backoff
+    [info] = JobClient().list_jobs()
+    assert (info.status, info.message, info.attempts) == (
+        JobStatus.FAILED,
+        "timed out after 1 s",
+        1,
+    )
+
+
 @pytest.mark.parametrize(("field", "value"), [("max_retries", -3), ("timeout_s", "abc")])
 def test_a_bad_record_fails_the_job_cleanly(
     environ: dict[str, str], field: str, value: object
