@@ -261,21 +261,25 @@ def report(
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"{os.cpu_count()} cores, load {load}; Python {sys.version.split()[0]}; ", end="")
     print(f"median of {args.repeat}")
-    print("| what | runenv embedded | runenv serve (token) | ray job | serve vs ray |")
-    print("|---|---:|---:|---:|---|")
+    columns = "runenv embedded | runenv serve (token) | ray job | embedded vs ray | serve vs ray"
+    print(f"| what | {columns} |")
+    print("|---|---:|---:|---:|---|---|")
     for name, value in served.items():
         other = theirs.get(name)
-        if other is None:
-            ratio = ""
-        elif "jobs/s" in name:
-            ratio = f"{value / other:.1f}x the throughput"
-        else:
-            ratio = f"{other / value:.1f}x faster"
         shown = "" if other is None else f"{other:.2f}"
-        print(f"| {name} | {embedded[name]:.2f} | {value:.2f} | {shown} | {ratio} |")
+        ratios = [ratio(name, ours, other) for ours in (embedded[name], value)]
+        print(f"| {name} | {embedded[name]:.2f} | {value:.2f} | {shown} | {' | '.join(ratios)} |")
     print("\n| runenv serve (token) | value |\n|---|---:|")
     for name, value in extra.items():
         print(f"| {name} | {value:.1f} |")
+
+
+def ratio(name: str, ours: float, theirs: float | None) -> str:
+    if theirs is None:
+        return ""
+    if "jobs/s" in name:
+        return f"{ours / theirs:.1f}x the throughput"
+    return f"{theirs / ours:.1f}x faster"
 
 
 if __name__ == "__main__":
