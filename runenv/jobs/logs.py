@@ -84,14 +84,20 @@ def text_window(path: Path, offset: int, limit: int) -> tuple[str, int, int]:
             f"a log window's limit must be between 1 and {WINDOW_LIMIT_MAX_BYTES}, not {limit}",
             hint="page through a longer log by its next_offset",
         )
-    start = max(0, size(path) + offset) if offset < 0 else offset
+    start = resolved_offset(path, offset)
     data = read_window(path, start, limit)
-    if offset < 0:
-        skipped = _continuation_prefix(data)
-        start, data = start + skipped, data[skipped:]
     if len(data) == limit:
         data = data[: len(data) - _incomplete_suffix(data)] or data
     return data.decode(errors="replace"), start, start + len(data)
+
+
+def resolved_offset(path: Path, offset: int) -> int:
+    """A byte offset where reading starts cleanly: a negative one counts from the end and
+    moves forward to the first byte of a character."""
+    if offset >= 0:
+        return offset
+    start = max(0, size(path) + offset)
+    return start + _continuation_prefix(read_window(path, start, 3))
 
 
 def _continuation_prefix(data: bytes) -> int:

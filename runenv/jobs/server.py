@@ -115,9 +115,13 @@ class _JobApi:
         )
 
     async def tail(self, request: Request) -> Response:
+        """The log as it grows, from ``?offset=N`` on (default 0; negative: from the end)."""
         submission_id = request.path_params["id"]
         await asyncio.to_thread(self.jobs.info, submission_id)  # a 404 before streaming
-        return StreamingResponse(_stream(self.jobs, submission_id), media_type="text/plain")
+        path = supervisor.log_path(submission_id)
+        offset = _integer_parameter(request.query_params, "offset", 0)
+        start = await asyncio.to_thread(logs.resolved_offset, path, offset)
+        return StreamingResponse(_stream(self.jobs, submission_id, start), media_type="text/plain")
 
     async def stop(self, request: Request) -> Response:
         stopped = await asyncio.to_thread(self.jobs.stop, request.path_params["id"])

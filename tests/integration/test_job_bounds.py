@@ -222,6 +222,8 @@ def test_log_windows_by_byte_offset(server: Server) -> None:
         last = client.get(url, params={"offset": -30}).json()
         assert last["next_offset"] == len(content)
         assert last["logs"].encode() == content[last["offset"] :]
+        tailed = client.get(f"{url}/tail", params={"offset": -30}).content
+        assert tailed == content[last["offset"] :]
         refused = client.get(url, params={"offset": 0, "limit": 10**9})
         assert refused.status_code == 400 and "limit" in refused.json()["error"]
 
