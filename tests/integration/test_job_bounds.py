@@ -330,7 +330,7 @@ def test_a_stop_during_the_backoff_ends_the_job_at_once(environ: dict[str, str])
         time.sleep(0.05)
     info = client.get_job_info(job_id)
     assert status == JobStatus.STOPPED and info.attempts == 1
-    assert (info.end_time or 0) - asked < 2.0
+    assert (info.end_time or 0) - asked < 5.0  # not the 120 s backoff
 
 
 def test_the_timeout_ends_a_backoff(environ: dict[str, str]) -> None:
