@@ -1,11 +1,13 @@
 """A job's log, read in bounded pieces: a window by byte offset, the whole in chunks, or followed
 as it grows. Nothing here reads a log whole: a job may write gigabytes.
 
-Following polls the file's size, backing off from :data:`FOLLOW_POLL_FIRST_SECONDS` to
-:data:`FOLLOW_POLL_MAX_SECONDS` while nothing changes: an idle follower wakes at most once a
-second (a ``stat`` and a status check). inotify (``watchfiles``) was not taken: each watcher is an
-inotify instance — 128 per user by default, so 128 tails would exhaust them — plus a thread, and
-a job's end is recorded in the job store, not in its log, so the status would still be polled.
+Following polls the file's size, every :data:`FOLLOW_POLL_FIRST_SECONDS` at first and then,
+while nothing changes, every eighth of the time it has been idle, up to
+:data:`FOLLOW_POLL_MAX_SECONDS`: new output is seen within 12.5 % of the quiet before it (a job's
+first line promptly), and a long-idle follower wakes once a second (a ``stat`` and a status
+check). inotify (``watchfiles``) was not taken: each watcher is an inotify instance — 128 per
+user by default, so 128 tails would exhaust them — plus a thread, and a job's end is recorded in
+the job store, not in its log, so the status would still be polled.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ WINDOW_LIMIT_MAX_BYTES = 4 * 1024 * 1024
 WINDOW_LIMIT_DEFAULT_BYTES = 1024 * 1024
 FOLLOW_POLL_FIRST_SECONDS = 0.05
 FOLLOW_POLL_MAX_SECONDS = 1.0
+FOLLOW_POLL_IDLE_FRACTION = 1 / 8
+
+
+def _poll_delay(idle_since: float) -> float:
+    idle = time.monotonic() - idle_since
+    return min(
+        FOLLOW_POLL_MAX_SECONDS, max(FOLLOW_POLL_FIRST_SECONDS, idle * FOLLOW_POLL_IDLE_FRACTION)
+    )
 
 
 def size(path: Path) -> int:
@@ -127,14 +137,14 @@ async def follow(
 
     ``has_ended`` is asked only when the log has not grown (e.g. whether the job's status is
     terminal). Each step is short, so a consumer that goes away holds nothing; idle, the poll
-    backs off to once a second.
+    backs off to once a second (see the module's doc).
     """
-    delay = FOLLOW_POLL_FIRST_SECONDS
+    idle_since = time.monotonic()
     while True:
         if size(path) > offset:
             chunk = await asyncio.to_thread(read_window, path, offset, CHUNK_BYTES)
             offset += len(chunk)
-            delay = FOLLOW_POLL_FIRST_SECONDS
+            idle_since = time.monotonic()
             if chunk:
                 yield chunk
         elif await has_ended():
@@ -144,23 +154,21 @@ async def follow(
                 yield chunk
             return
         else:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, FOLLOW_POLL_MAX_SECONDS)
+            await asyncio.sleep(_poll_delay(idle_since))
 
 
 def follow_blocking(path: Path, has_ended: Callable[[], bool], offset: int = 0) -> Iterator[bytes]:
     """:func:`follow` for a thread of its own (the local CLI): the same polling, blocking."""
-    delay = FOLLOW_POLL_FIRST_SECONDS
+    idle_since = time.monotonic()
     while True:
         if size(path) > offset:
             chunk = read_window(path, offset, CHUNK_BYTES)
             offset += len(chunk)
-            delay = FOLLOW_POLL_FIRST_SECONDS
+            idle_since = time.monotonic()
             if chunk:
                 yield chunk
         elif has_ended():
             yield from iter_chunks(path, offset)
             return
         else:
-            time.sleep(delay)
-            delay = min(delay * 2, FOLLOW_POLL_MAX_SECONDS)
+            time.sleep(_poll_delay(idle_since))

@@ -93,7 +93,7 @@ def test_an_idle_follow_backs_off(tmp_path: Path) -> None:
 
     async def has_ended() -> bool:
         asked.append(time.monotonic())
-        return asked[-1] - asked[0] > 3.0
+        return asked[-1] - asked[0] > 4.0
 
     async def drain() -> None:
         async for _ in logs.follow(path, has_ended):
@@ -101,8 +101,14 @@ def test_an_idle_follow_backs_off(tmp_path: Path) -> None:
 
     asyncio.run(drain())
     gaps = [later - earlier for earlier, later in itertools.pairwise(asked)]
-    # 0.05, 0.1, 0.2, 0.4, 0.8, then once a second: about 9 checks in 3 s, not 60.
-    assert len(asked) <= 12 and max(gaps) >= logs.FOLLOW_POLL_MAX_SECONDS * 0.9
+    # 50 ms at first, then an eighth of the time idle: ~30 checks in 4 s, not 80.
+    assert gaps[0] < 0.2 and max(gaps) >= 0.4 and len(asked) <= 40, gaps
+
+
+def test_a_long_idle_follow_polls_once_a_second() -> None:
+    idle_since = time.monotonic() - 3600
+    assert logs._poll_delay(idle_since) == logs.FOLLOW_POLL_MAX_SECONDS
+    assert logs._poll_delay(time.monotonic()) == logs.FOLLOW_POLL_FIRST_SECONDS
 
 
 def test_follow_blocking_starts_at_an_offset(log: Path) -> None:
