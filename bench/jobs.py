@@ -1,30 +1,49 @@
 """Jobs benchmark: ``runenv job submit`` against ``ray job submit`` on a local Ray head.
 
-    .venv/bin/python bench/jobs.py [--ray-bin PATH/TO/ray] [--repeat 5] [--concurrent 50]
+    .venv/bin/python bench/jobs.py [--quick] [--repeat 5] [--concurrent 50] [--skip-ray]
 
 For ``python -c 'print(1)'`` with a small working dir, each the median of ``--repeat`` runs:
 submit → first line of the job's output, and submit → the CLI's exit (logs followed to the end).
 Then ``--concurrent`` submissions at once (``--no-wait``): all must complete; jobs/s reported.
-The Ray column needs ``ray[default]`` (for ``ray job``); ``--ray-bin`` points at its ``ray``.
+runenv is measured embedded (no server) and against ``runenv serve`` with token auth on (a
+``--token-file`` of its own, the CLI given ``RUNENV_TOKEN``); Ray against a head started here
+with tests/raycluster.py (one ``ray start``, its processes killed by pid after — never
+``ray stop``). ``--quick``: 2 repeats, 10 concurrent.
+
+Against the server alone: 200 concurrent ``GET /api/jobs/{id}`` (httpx async; p50/p99 ms), and
+the server's RSS while a 100 MB log is tailed and while ``GET …/logs`` streams it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
-import shutil
+import secrets
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+# bench/packaging.py would shadow the `packaging` library Ray imports: keep bench/ off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.parent]
+sys.path.insert(0, str(HERE.parents[1] / "tests"))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
 RUNENV = [sys.executable, "-m", "runenv"]
 ENTRYPOINT = ["python", "-c", "print(1)"]
+MB = 1024 * 1024
 
 
 def timed_submit(command: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -76,68 +95,191 @@ def rows(
     no_wait = [*cli, "job", "submit", "--no-wait", "--working-dir", str(project), "--", *ENTRYPOINT]
     follow = [*cli, "job", "logs", "--follow"]
     return {
-        "submit → first log line": statistics.median(s[0] for s in samples),
-        "submit → exit": statistics.median(s[1] for s in samples),
+        "submit → first log line (s)": statistics.median(s[0] for s in samples),
+        "submit → exit (s)": statistics.median(s[1] for s in samples),
         f"{concurrent} concurrent submissions (jobs/s)": burst(no_wait, follow, env, concurrent),
     }
 
 
-def ray_rows(ray: str, project: Path, repeat: int, concurrent: int) -> dict[str, float]:
-    """The same rows against a local Ray head, started here and stopped after."""
-    temp = tempfile.mkdtemp(prefix="ray-jobs-")
-    # Ray 2.60's dashboard asks for a token once one exists in ~/.ray: use token auth throughout.
-    env = {**os.environ, "RAY_ADDRESS": "http://127.0.0.1:8266", "RAY_AUTH_MODE": "token"}
-    subprocess.run([ray, "get-auth-token", "--generate"], capture_output=True, env=env)
-    head = [
-        "--head",
-        "--num-cpus",
-        "2",
-        "--dashboard-port",
-        "8266",
-        "--port",
-        "6391",
-        "--temp-dir",
-        temp,
-        "--include-dashboard",
-        "true",
-    ]
-    subprocess.run([ray, "start", *head], check=True, capture_output=True, env=env)
+def ray_rows(project: Path, repeat: int, concurrent: int) -> dict[str, float]:
+    """The same rows against a local Ray head (2 CPUs) started here and killed by pid after."""
+    from raycluster import Node, RayCluster
+
+    root = Path(tempfile.mkdtemp(prefix="ray-jobs-"))
+    cluster = RayCluster(root, [Node(name="head", root=root / "head", head=True, cpus=2)])
+    cluster.start()
     try:
+        env = {**cluster.env, "RAY_ADDRESS": cluster.dashboard_url}
+        ray = str(Path(sys.executable).with_name("ray"))
         return rows([ray], project, repeat, concurrent, env)
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env)
-        shutil.rmtree(temp, ignore_errors=True)
+        cluster.stop()
+
+
+@contextmanager
+def job_server(env: dict[str, str], scratch: Path) -> Iterator[tuple[str, str, int]]:
+    """``runenv serve`` with a token file (0600): its address, token and pid."""
+    token = secrets.token_urlsafe(32)
+    token_file = scratch / "server-token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [*RUNENV, "serve", "--port", str(port), "--token-file", str(token_file)]
+    server = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    address = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(address, token, server)
+        yield address, token, server.pid
+    finally:
+        server.kill()
+        server.wait()
+
+
+def wait_until_up(address: str, token: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(
+                f"{address}/api/version", headers={"Authorization": f"Bearer {token}"}, timeout=1
+            ).raise_for_status()
+            return
+        except httpx.HTTPError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("runenv serve did not start") from None
+            time.sleep(0.05)
+
+
+def status_latencies(address: str, token: str, job_id: str, count: int) -> list[float]:
+    """Milliseconds of each of ``count`` concurrent ``GET /api/jobs/{id}``."""
+
+    async def one(client: httpx.AsyncClient) -> float:
+        start = time.perf_counter()
+        (await client.get(f"/api/jobs/{job_id}")).raise_for_status()
+        return (time.perf_counter() - start) * 1000
+
+    async def all_at_once() -> list[float]:
+        limits = httpx.Limits(max_connections=count)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(
+            base_url=address, headers=headers, limits=limits, timeout=120
+        ) as client:
+            await asyncio.gather(*(one(client) for _ in range(10)))  # connections warmed
+            return list(await asyncio.gather(*(one(client) for _ in range(count))))
+
+    return asyncio.run(all_at_once())
+
+
+class PeakRss:
+    """The highest RSS of a process while the block runs (sampled every 10 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._sample)
+
+    def __enter__(self) -> PeakRss:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.running = False
+        self.thread.join()
+
+    def _sample(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.01)
+
+
+def server_rows(address: str, token: str, pid: int, home: Path) -> dict[str, float]:
+    """Status requests under concurrency, and memory while a 100 MB log is served."""
+    client = httpx.Client(base_url=address, headers={"Authorization": f"Bearer {token}"})
+    job_id = client.post("/api/jobs/", json={"entrypoint": "true"}).json()["submission_id"]
+    while client.get(f"/api/jobs/{job_id}").json()["status"] not in ("SUCCEEDED", "FAILED"):
+        time.sleep(0.05)
+    latencies = sorted(status_latencies(address, token, job_id, 200))
+    line = b"a line of a long job log, with a little unicode: \xc3\xa9\n"
+    with open(home / "jobs" / job_id / "job.log", "wb") as log:
+        for _ in range(100 * MB // len(line)):
+            log.write(line)
+    idle = psutil.Process(pid).memory_info().rss
+    peaks = {}
+    for name, path in (("tailed", "/logs/tail"), ("GET …/logs", "/logs")):
+        with (
+            PeakRss(pid) as rss,
+            client.stream("GET", f"/api/jobs/{job_id}{path}", timeout=None) as response,
+        ):
+            received = sum(len(chunk) for chunk in response.iter_bytes())
+        assert received >= 100 * MB * 0.99, received
+        peaks[name] = rss.peak
+    return {
+        "200 concurrent GET /api/jobs/{id}, p50 (ms)": statistics.median(latencies),
+        "200 concurrent GET /api/jobs/{id}, p99 (ms)": latencies[int(len(latencies) * 0.99) - 1],
+        "server RSS idle (MB)": idle / MB,
+        "server RSS peak while a 100 MB log is tailed (MB)": peaks["tailed"] / MB,
+        "server RSS peak while GET …/logs streams it (MB)": peaks["GET …/logs"] / MB,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 repeats, 10 concurrent")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--concurrent", type=int, default=50)
-    parser.add_argument("--ray-bin", default=shutil.which("ray"))
+    parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="runenv-jobs-bench-") as scratch:
-        project = Path(scratch) / "project"
+    if args.quick:
+        args.repeat, args.concurrent = 2, 10
+    with tempfile.TemporaryDirectory(prefix="runenv-jobs-bench-") as temp:
+        scratch = Path(temp)
+        project = scratch / "project"
         project.mkdir()
         (project / "main.py").write_text("print(1)\n")
         (project / "README.md").write_text("a small working dir\n")
-        env = {**os.environ, "RUNENV_HOME": str(Path(scratch) / "home")}
-        ours = rows(RUNENV, project, args.repeat, args.concurrent, env)
-        theirs = (
-            ray_rows(args.ray_bin, project, args.repeat, args.concurrent) if args.ray_bin else {}
-        )
-    print(f"{os.cpu_count()} cores; Python {sys.version.split()[0]}; median of {args.repeat}")
-    print("| what | runenv | ray job | ratio |")
-    print("|---|---:|---:|---|")
-    for name, value in ours.items():
+        home = scratch / "home"
+        env = {**os.environ, "RUNENV_HOME": str(home)}
+        env.pop("RUNENV_ADDRESS", None)
+        embedded = rows(RUNENV, project, args.repeat, args.concurrent, env)
+        with job_server(env, scratch) as (address, token, pid):
+            client_env = {**env, "RUNENV_ADDRESS": address, "RUNENV_TOKEN": token}
+            served = rows(RUNENV, project, args.repeat, args.concurrent, client_env)
+            extra = server_rows(address, token, pid, home)
+        theirs = {} if args.skip_ray else ray_rows(project, args.repeat, args.concurrent)
+    report(args, embedded, served, theirs, extra)
+
+
+def report(
+    args: argparse.Namespace,
+    embedded: dict[str, float],
+    served: dict[str, float],
+    theirs: dict[str, float],
+    extra: dict[str, float],
+) -> None:
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"{os.cpu_count()} cores, load {load}; Python {sys.version.split()[0]}; ", end="")
+    print(f"median of {args.repeat}")
+    columns = "runenv embedded | runenv serve (token) | ray job | embedded vs ray | serve vs ray"
+    print(f"| what | {columns} |")
+    print("|---|---:|---:|---:|---|---|")
+    for name, value in served.items():
         other = theirs.get(name)
-        if other is None:
-            ratio = ""
-        elif "jobs/s" in name:
-            ratio = f"runenv {value / other:.1f}x the throughput"
-        else:
-            ratio = f"runenv {other / value:.1f}x faster"
         shown = "" if other is None else f"{other:.2f}"
-        print(f"| {name} | {value:.2f} | {shown} | {ratio} |")
+        ratios = [ratio(name, ours, other) for ours in (embedded[name], value)]
+        print(f"| {name} | {embedded[name]:.2f} | {value:.2f} | {shown} | {' | '.join(ratios)} |")
+    print("\n| runenv serve (token) | value |\n|---|---:|")
+    for name, value in extra.items():
+        print(f"| {name} | {value:.1f} |")
+
+
+def ratio(name: str, ours: float, theirs: float | None) -> str:
+    if theirs is None:
+        return ""
+    if "jobs/s" in name:
+        return f"{ours / theirs:.1f}x the throughput"
+    return f"{theirs / ours:.1f}x faster"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ DEFAULT_MAX_COMPRESSION_RATIO = 200
 # parent of all the job's work, as Ray does).
 JOB_ID_VARIABLE = "RUNENV_JOB_ID"
 JOB_ENV_VARIABLE = "RUNENV_JOB_RUNTIME_ENV"
+JOB_RETRY_BACKOFF_VARIABLE = "RUNENV_JOB_RETRY_BACKOFF_S"
 
 
 def runenv_home() -> Path:
@@ -94,6 +95,23 @@ def cache_max_bytes() -> int | None:
 def worker_idle_seconds() -> float:
     """How long an idle task worker is kept for reuse (``RUNENV_WORKER_IDLE_SECONDS``, 60)."""
     return _positive_number("RUNENV_WORKER_IDLE_SECONDS", 60.0)
+
+
+def max_request_bytes() -> int:
+    """The size limit of a JSON request to the job server, from ``RUNENV_MAX_REQUEST_MB``
+    (default 4; package uploads have theirs: :func:`max_package_bytes`)."""
+    from runenv.jobs.models import JSON_BODY_LIMIT_DEFAULT_MB, JSON_BODY_LIMIT_VARIABLE
+
+    megabytes = _positive_number(JSON_BODY_LIMIT_VARIABLE, JSON_BODY_LIMIT_DEFAULT_MB)
+    return int(megabytes * 1024 * 1024)
+
+
+def job_retry_backoff_seconds() -> float:
+    """The wait before a failed job's first retry (``RUNENV_JOB_RETRY_BACKOFF_S``, default 1);
+    it doubles with each further attempt, up to the cap of ``runenv.jobs.models``."""
+    from runenv.jobs.models import RETRY_BACKOFF_FIRST_SECONDS
+
+    return _positive_number(JOB_RETRY_BACKOFF_VARIABLE, RETRY_BACKOFF_FIRST_SECONDS)
 
 
 def uv_cache_dir() -> Path:

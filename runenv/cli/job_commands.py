@@ -166,11 +166,16 @@ def logs(
     follow: bool = typer.Option(False, "--follow", "-f", help="Stream until the job ends."),
 ) -> None:
     """The job's output (every attempt's)."""
+    from runenv.jobs.client import LocalBackend
+
     client = _client(address)
-    if not follow:
-        typer.echo(client.get_job_logs(submission_id), nl=False)
-        return
-    for chunk in client.tail_job_logs(submission_id):
+    if follow:
+        chunks = client.tail_job_logs(submission_id)
+    elif isinstance(client.backend, LocalBackend):  # streamed: a log may be gigabytes
+        chunks = client.backend.manager.log_text(submission_id)
+    else:
+        chunks = iter([client.get_job_logs(submission_id)])
+    for chunk in chunks:
         sys.stdout.write(chunk)
         sys.stdout.flush()
 

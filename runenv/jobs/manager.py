@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from runenv.errors import RunenvError
+from runenv.jobs import logs as job_logs
 from runenv.jobs import supervisor
 from runenv.jobs.models import JobInfo, JobStatus, Submission, new_submission_id
 from runenv.jobs.store import JobStore
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 # A record whose supervisor has not reported its pid yet is only "lost" after this long.
 SPAWN_GRACE_SECONDS = 30.0
-FOLLOW_POLL_SECONDS = 0.05
 
 
 class JobManager:
@@ -89,30 +89,27 @@ class JobManager:
         return [info for info in checked if status is None or info.status == status]
 
     def logs(self, submission_id: str) -> str:
-        self.store.get(submission_id)  # a clear error for an unknown id
-        try:
-            return supervisor.log_path(submission_id).read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        """The whole log as text: for logs known to be small (see :meth:`log_text`)."""
+        return "".join(self.log_text(submission_id))
 
-    def read_log(self, submission_id: str, offset: int) -> bytes:
-        """The job's log from byte ``offset`` on (what has been written so far)."""
-        return _read_from(supervisor.log_path(submission_id), offset)
+    def log_text(self, submission_id: str) -> Iterator[str]:
+        """The log as it is now, as text in chunks: never read whole."""
+        self.store.get(submission_id)  # a clear error for an unknown id
+        path = supervisor.log_path(submission_id)
+        return job_logs.decoded(job_logs.iter_chunks(path, end=job_logs.size(path)))
+
+    def read_log(self, submission_id: str, offset: int, limit: int = job_logs.CHUNK_BYTES) -> bytes:
+        """At most ``limit`` bytes of the job's log from byte ``offset`` on."""
+        return job_logs.read_window(supervisor.log_path(submission_id), offset, limit)
 
     def tail(self, submission_id: str) -> Iterator[str]:
         """The log as it grows, until the job has ended and everything is read."""
         self.store.get(submission_id)
-        offset = 0
-        while True:
-            ended = self.status(submission_id).is_terminal()
-            chunk = self.read_log(submission_id, offset)
-            if chunk:
-                offset += len(chunk)
-                yield chunk.decode(errors="replace")
-            elif ended:
-                return
-            else:
-                time.sleep(FOLLOW_POLL_SECONDS)
+        chunks = job_logs.follow_blocking(
+            supervisor.log_path(submission_id),
+            lambda: self.status(submission_id).is_terminal(),
+        )
+        return job_logs.decoded(chunks)
 
     def stop(self, submission_id: str) -> bool:
         """Ask the job to stop; False when it had already ended.
@@ -205,12 +202,3 @@ def _kill_job_processes(pgid: int, started: float) -> None:
                 process.kill()
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
-
-
-def _read_from(path: Any, offset: int) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            return handle.read()
-    except FileNotFoundError:
-        return b""

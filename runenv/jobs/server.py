@@ -13,10 +13,12 @@ Every request carries the server's token (see :class:`_TokenCheck`): one it was 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import errno
 import hmac
 import ipaddress
+import json
 import os
 import socket
 import sys
@@ -34,9 +36,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from runenv import __version__, settings, store_layout
 from runenv.errors import RunenvError
-from runenv.jobs import auth, isolation, wire
+from runenv.jobs import auth, isolation, logs, supervisor, wire
 from runenv.jobs.auth import is_loopback, read_token
-from runenv.jobs.manager import FOLLOW_POLL_SECONDS, JobManager
+from runenv.jobs.manager import JobManager
 from runenv.jobs.models import JobStatus, Submission
 from runenv.jobs.requests import InvalidRequest, SubmitRequest, parse_submit
 from runenv.jobs.store import DuplicateJobError, JobNotFoundError
@@ -77,6 +79,7 @@ def create_app(
         Route("/api/packages/{name:path}", api.upload, methods=["PUT"]),
     ]
     app = Starlette(routes=routes, exception_handlers={Exception: _error_response})
+    app.add_middleware(_BodyLimit, limit=settings.max_request_bytes())  # after the token
     app.add_middleware(_TokenCheck, token=token)
     app.add_middleware(_BrowserGuard, hosts=_allowed_hosts(host))  # first: before the token
     return app
@@ -180,13 +183,29 @@ class _JobApi:
         return JSONResponse(wire.to_wire(found, _shows_secrets(request)))
 
     async def logs(self, request: Request) -> Response:
-        text = await asyncio.to_thread(self.jobs.logs, request.path_params["id"])
-        return JSONResponse({"logs": text})
-
-    async def tail(self, request: Request) -> Response:
+        """Ray's ``{"logs": "<text>"}``, streamed; with ``?offset=N`` (``&limit=M``) a window
+        of the log by byte offset, and where the next one starts (see :func:`logs.text_window`)."""
         submission_id = request.path_params["id"]
         await asyncio.to_thread(self.jobs.info, submission_id)  # a 404 before streaming
-        return StreamingResponse(_stream(self.jobs, submission_id), media_type="text/plain")
+        path = supervisor.log_path(submission_id)
+        query = request.query_params
+        if "offset" not in query and "limit" not in query:
+            return StreamingResponse(_logs_json(path), media_type="application/json")
+        offset = _integer_parameter(query, "offset", 0)
+        limit = _integer_parameter(query, "limit", logs.WINDOW_LIMIT_DEFAULT_BYTES)
+        text, start, next_offset = await asyncio.to_thread(logs.text_window, path, offset, limit)
+        return JSONResponse(
+            {"logs": text, "offset": start, "next_offset": next_offset, "size": logs.size(path)}
+        )
+
+    async def tail(self, request: Request) -> Response:
+        """The log as it grows, from ``?offset=N`` on (default 0; negative: from the end)."""
+        submission_id = request.path_params["id"]
+        await asyncio.to_thread(self.jobs.info, submission_id)  # a 404 before streaming
+        path = supervisor.log_path(submission_id)
+        offset = _integer_parameter(request.query_params, "offset", 0)
+        start = await asyncio.to_thread(logs.resolved_offset, path, offset)
+        return StreamingResponse(_stream(self.jobs, submission_id, start), media_type="text/plain")
 
     async def tail_websocket(self, websocket: WebSocket) -> None:
         """Ray's ``tail_job_logs``: the log as text frames, then a normal close at the end."""
@@ -268,20 +287,42 @@ async def _receive(request: Request, received: Path, name: str) -> None:
             sink.write(chunk)
 
 
-async def _stream(jobs: JobManager, submission_id: str) -> AsyncIterator[bytes]:
-    """The log as it grows; each step is a short call, so a client that goes away holds
-    nothing (a thread blocked until the job writes would, and enough of them stall the server)."""
-    offset = 0
-    while True:
-        ended = (await asyncio.to_thread(jobs.status, submission_id)).is_terminal()
-        chunk = await asyncio.to_thread(jobs.read_log, submission_id, offset)
-        if chunk:
-            offset += len(chunk)
-            yield chunk
-        elif ended:
-            return
-        else:
-            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+def _stream(jobs: JobManager, submission_id: str, offset: int = 0) -> AsyncIterator[bytes]:
+    """The job's log as it grows, until the job has ended (:func:`logs.follow`)."""
+
+    async def has_ended() -> bool:
+        return (await asyncio.to_thread(jobs.status, submission_id)).is_terminal()
+
+    return logs.follow(supervisor.log_path(submission_id), has_ended, offset)
+
+
+async def _logs_json(path: Path) -> AsyncIterator[bytes]:
+    """``{"logs": "..."}`` with the log as it is now, a chunk at a time, each escaped whole
+    (an incremental decoder keeps a character split between chunks in one piece)."""
+    yield b'{"logs": "'
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    end, offset = logs.size(path), 0
+    while offset < end:
+        limit = min(logs.CHUNK_BYTES, end - offset)
+        chunk = await asyncio.to_thread(logs.read_window, path, offset, limit)
+        if not chunk:
+            break
+        offset += len(chunk)
+        yield json.dumps(decoder.decode(chunk))[1:-1].encode()
+    yield json.dumps(decoder.decode(b"", final=True))[1:-1].encode() + b'"}'
+
+
+def _integer_parameter(query: Any, name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise RunenvError(
+            f"the query parameter {name}={raw!r} is not an integer",
+            hint="offset is a byte offset (negative: from the end), limit a byte count",
+        ) from None
 
 
 def _shows_secrets(request: Request) -> bool:
@@ -305,6 +346,68 @@ async def _error_response(request: Request, error: Exception) -> Response:
     message = error.message if isinstance(error, RunenvError) else str(error)
     hint = error.hint if isinstance(error, RunenvError) else None
     return JSONResponse({"error": message, "hint": hint}, status_code=status)
+
+
+class _BodyLimit:
+    """A request body over the limit is refused (413) as it streams in: by its Content-Length
+    at once, else (chunked) when the bytes received pass the limit. What is under the limit is
+    held and handed on; package uploads stream to disk under a limit of their own."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/api/packages/"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        too_big = not declared.isdigit() or int(declared) > self.limit
+        body = [] if too_big else await self._received(receive)
+        if body is None or too_big:
+            await self._refuse(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _received(self, receive: Any) -> list[dict[str, Any]] | None:
+        """The body's messages, or None once they pass the limit."""
+        messages: list[dict[str, Any]] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages  # the client went away: the app sees it
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        from runenv.jobs.models import JSON_BODY_LIMIT_VARIABLE
+
+        megabytes = self.limit / (1024 * 1024)
+        response = JSONResponse(
+            {
+                "error": f"the request body is over the limit of {megabytes:g} MiB",
+                "hint": f"send less, or start the server with {JSON_BODY_LIMIT_VARIABLE} "
+                "set to more megabytes",
+            },
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
+
+def _replay(messages: list[dict[str, Any]], receive: Any) -> Any:
+    """A ``receive`` that gives the held messages first, then the connection's own."""
+    pending = list(messages)
+
+    async def replayed() -> dict[str, Any]:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 class _TokenCheck:

@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 _BUSY_SECONDS = 30.0  # how long a statement waits for another connection's lock
 _RETRY_SECONDS = 0.01
+_FREE_PAGES_KEPT = 256  # 1 MiB of 4 KiB pages: less is not worth giving back
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+_WAL_KEPT_BYTES = 4 * 1024 * 1024  # the write-ahead log is truncated to this after a checkpoint
 
 
 class DuplicateJobError(RunenvError):
@@ -156,6 +159,7 @@ class JobStore:
     def delete(self, submission_id: str) -> None:
         with self._connection() as connection:
             connection.execute("DELETE FROM jobs WHERE submission_id = ?", (submission_id,))
+            _release_free_pages(connection)
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -178,13 +182,33 @@ def _prepare(connection: sqlite3.Connection) -> None:
     while True:
         try:
             if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                # Before the first table: a new file frees deleted records' pages on request.
+                connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA journal_size_limit={_WAL_KEPT_BYTES}")
             connection.execute(_SCHEMA)
             return
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(_RETRY_SECONDS)
+
+
+def _release_free_pages(connection: sqlite3.Connection) -> None:
+    """Give the pages of deleted records back to the file system, so the file does not keep
+    the size of its largest past. Cheap: only free pages are touched, and only when they are
+    many. A file made before incremental auto-vacuum is converted by one VACUUM."""
+    free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+    if free < _FREE_PAGES_KEPT:
+        return
+    with contextlib.suppress(sqlite3.OperationalError):  # busy: the next delete does it
+        if connection.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+            connection.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            connection.execute("VACUUM")
+        else:
+            # A script steps the pragma to its end: execute() would free one page per call.
+            connection.executescript("PRAGMA incremental_vacuum")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def _loads(text: str) -> dict[str, Any]:

@@ -22,7 +22,14 @@ from typing import IO, TYPE_CHECKING
 
 from runenv import process, settings
 from runenv.errors import RunenvError
-from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
+from runenv.jobs.models import (
+    MAX_RETRIES_LIMIT,
+    RETRY_BACKOFF_CAP_SECONDS,
+    RETRY_BACKOFF_FIRST_SECONDS,
+    JobInfo,
+    JobStatus,
+    check_submission_id,
+)
 from runenv.jobs.store import JobStore, jobs_home, open_private, private_directory
 from runenv.redact import redact_text
 
@@ -143,12 +150,23 @@ class Supervisor:
         return context
 
     def _run_attempts(self, info: JobInfo, context: Context) -> None:
+        problem = _record_problem(info)
+        if problem is not None:  # a record not written through the API: fail it, don't crash
+            self.say(f"cannot run the job: {problem}")
+            self._finish(JobStatus.FAILED, f"invalid job record: {problem}")
+            return
         deadline = None if info.timeout_s is None else time.monotonic() + info.timeout_s
+        code: int | None = None
+        waited_out = False  # the timeout came during a backoff
         for attempt in range(1, info.max_retries + 2):
+            if attempt > 1 and not self._back_off(attempt - 1, deadline):
+                waited_out = not self.stop_requested
+                break
             self.store.update(self.id, attempts=attempt)
             if attempt > 1:
                 self.say(f"--- attempt {attempt} of {info.max_retries + 1} ---")
             code, timed_out = self._run_once(info, context, deadline)
+            self.process = None  # ended: a stop during the backoff signals no stale group
             if self.stop_requested:
                 self._finish(JobStatus.STOPPED, "stopped by request", code)
                 return
@@ -159,7 +177,29 @@ class Supervisor:
                 self._finish(JobStatus.SUCCEEDED, "finished", code)
                 return
             self.say(f"the entrypoint exited with code {code}")
-        self._finish(JobStatus.FAILED, _failure_message(code, info.max_retries), code)
+        if self.stop_requested:
+            self._finish(JobStatus.STOPPED, "stopped by request", code)
+        elif waited_out:
+            self._finish(JobStatus.FAILED, f"timed out after {info.timeout_s:g} s", code)
+        else:
+            self._finish(JobStatus.FAILED, _failure_message(code, info.max_retries), code)
+
+    def _back_off(self, retry: int, deadline: float | None) -> bool:
+        """Wait before retry number ``retry`` (exponential, with jitter); False when a stop
+        or the job's timeout came first. The wait is cut short by a stop within a poll."""
+        try:
+            wait = retry_backoff_seconds(retry)
+        except RunenvError as error:  # a bad setting: the job still backs off, by default
+            self.say(f"{error.message}: using {RETRY_BACKOFF_FIRST_SECONDS:g} s")
+            wait = RETRY_BACKOFF_FIRST_SECONDS * 2.0 ** min(retry - 1, 32)
+            wait = min(wait, RETRY_BACKOFF_CAP_SECONDS)
+        self.say(f"retrying in {wait:.1f} s")
+        until = time.monotonic() + wait
+        if deadline is not None and deadline < until:
+            until = deadline
+        while not self.stop_requested and time.monotonic() < until:
+            time.sleep(min(POLL_SECONDS, max(0.0, until - time.monotonic())))
+        return not self.stop_requested and (deadline is None or time.monotonic() < deadline)
 
     def _run_once(
         self, info: JobInfo, context: Context, deadline: float | None
@@ -221,6 +261,28 @@ class Supervisor:
         self.store.update(
             self.id, status=status, message=message, exit_code=code, end_time=time.time()
         )
+
+
+def retry_backoff_seconds(retry: int) -> float:
+    """The wait before retry number ``retry`` (1, 2, …): the first wait (a setting) doubling
+    up to the cap, less up to a quarter at random (jobs that failed together spread out)."""
+    import random
+
+    base = settings.job_retry_backoff_seconds() * 2.0 ** min(retry - 1, 32)
+    return min(RETRY_BACKOFF_CAP_SECONDS, base) * random.uniform(0.75, 1.0)
+
+
+def _record_problem(info: JobInfo) -> str | None:
+    """What is wrong with the record's retry and timeout fields, if anything."""
+    retries = info.max_retries
+    if type(retries) is not int or not 0 <= retries <= MAX_RETRIES_LIMIT:
+        return f"max_retries must be an integer from 0 to {MAX_RETRIES_LIMIT}, not {retries!r}"
+    timeout = info.timeout_s
+    if timeout is not None and (
+        type(timeout) not in (int, float) or not 0 < timeout < float("inf")
+    ):
+        return f"timeout_s must be a positive number of seconds, not {timeout!r}"
+    return None
 
 
 def _failure_message(code: int | None, retries: int) -> str:
