@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +39,7 @@ sys.path.insert(0, str(HERE.parents[1] / "tests"))
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
+from peak_rss import PeakRss  # noqa: E402
 
 RUNENV = [sys.executable, "-m", "runenv"]
 ENTRYPOINT = ["python", "-c", "print(1)"]
@@ -169,29 +169,6 @@ def status_latencies(address: str, token: str, job_id: str, count: int) -> list[
             return list(await asyncio.gather(*(one(client) for _ in range(count))))
 
     return asyncio.run(all_at_once())
-
-
-class PeakRss:
-    """The highest RSS of a process while the block runs (sampled every 10 ms)."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._sample)
-
-    def __enter__(self) -> PeakRss:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.running = False
-        self.thread.join()
-
-    def _sample(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.01)
 
 
 def server_rows(address: str, token: str, pid: int, home: Path) -> dict[str, float]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from peak_rss import PeakRss
 
 from runenv.jobs import JobClient, JobStatus
 from runenv.jobs.supervisor import log_path
@@ -80,29 +81,6 @@ def wait_until_up(server: Server) -> None:
                 time.sleep(0.05)
 
 
-class PeakRss:
-    """The highest RSS of a process while the block runs (sampled every 20 ms)."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self.running = True
-        self.thread = threading.Thread(target=self._sample)
-
-    def __enter__(self) -> PeakRss:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.running = False
-        self.thread.join()
-
-    def _sample(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.02)
-
-
 def submit(client: httpx.Client, entrypoint: str, **fields: object) -> str:
     response = client.post("/api/jobs/", json={"entrypoint": entrypoint, **fields})
     assert response.status_code == 200, response.text
@@ -126,7 +104,7 @@ def test_a_20_mb_body_is_refused_with_bounded_memory(server: Server) -> None:
     body = b'{"entrypoint": "echo ' + b"x" * (20 * MB) + b'"}'
     with server.client(timeout=WAIT_S) as client:
         before = server.rss()
-        with PeakRss(server.process.pid) as rss:
+        with PeakRss(server.process.pid, every_s=0.02) as rss:
             response = client.post(
                 "/api/jobs/", content=body, headers={"Content-Type": "application/json"}
             )
@@ -190,7 +168,7 @@ def test_a_100_mb_log_is_streamed_with_bounded_memory(server: Server) -> None:
         size = big_log(path, 100)
         before = server.rss()
         received = 0
-        with PeakRss(server.process.pid) as rss:
+        with PeakRss(server.process.pid, every_s=0.02) as rss:
             with client.stream("GET", f"/api/jobs/{job_id}/logs") as response:
                 assert response.status_code == 200
                 for chunk in response.iter_bytes():
