@@ -64,7 +64,9 @@ class JobClient:
         """``ray_mode`` (plugin, stock, auto; default ``RUNENV_RAY_MODE``) for Ray clusters.
         A job server masks env_vars and URI credentials in the records it answers with, unless
         ``show_secrets`` (for the jobs' owner: any holder of the token)."""
-        self.address = (address or os.environ.get(ADDRESS_VARIABLE) or "").rstrip("/") or None
+        self.address = _checked_address(
+            (address or os.environ.get(ADDRESS_VARIABLE) or "").rstrip("/") or None
+        )
         token = token or os.environ.get(TOKEN_VARIABLE)
         if not token and self.address is not None and _is_runenv_server(self.address):
             from runenv.jobs.auth import local_token
@@ -125,6 +127,26 @@ class JobClient:
 
     def list_jobs(self, status: JobStatus | None = None) -> list[JobInfo]:
         return self.backend.list_jobs(status)
+
+
+def _checked_address(address: str | None) -> str | None:
+    """The address as given, once it parses as a URL with a host (a UsageError otherwise)."""
+    if address is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address)
+        valid = bool(parts.scheme and parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # an unclosed IPv6 bracket, a port that is not a number
+        valid = False
+    if not valid:
+        raise UsageError(
+            f"{address!r} is not a job server address",
+            hint="--address / RUNENV_ADDRESS: http(s)://HOST:PORT for `runenv serve`, "
+            "ray+http(s)://HEAD:8265 for a Ray cluster",
+        )
+    return address
 
 
 def _backend(

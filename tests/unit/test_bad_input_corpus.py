@@ -174,6 +174,10 @@ CLI_CASES = [
         "cannot run",
         B="x" * 100_000,
     ),
+    # job server addresses
+    _cli("address: unclosed IPv6", "job list --address http://[::1", "not a job server address"),
+    _cli("address: port not a number", "job list", "not a job server", RUNENV_ADDRESS="http://h:x"),
+    _cli("address without a scheme", "job status j --address localhost:8265", "not a job server"),
     # settings and sizes
     _cli(
         "setting not a number",
