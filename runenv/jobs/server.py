@@ -388,16 +388,13 @@ class _BodyLimit:
         from runenv.jobs.models import JSON_BODY_LIMIT_VARIABLE
 
         megabytes = self.limit / (1024 * 1024)
-        response = JSONResponse(
-            {
-                "error": f"the request body is over the limit of {megabytes:g} MiB",
-                "hint": f"send less, or start the server with {JSON_BODY_LIMIT_VARIABLE} "
-                "set to more megabytes",
-            },
-            status_code=413,
+        await _refuse(
+            (scope, receive, send),
+            413,
+            f"the request body is over the limit of {megabytes:g} MiB",
+            f"send less, or start the server with {JSON_BODY_LIMIT_VARIABLE} set to more megabytes",
             headers={"Connection": "close"},
         )
-        await response(scope, receive, send)
 
 
 def _replay(messages: list[dict[str, Any]], receive: Any) -> Any:
@@ -430,17 +427,27 @@ class _TokenCheck:
             headers = dict(scope.get("headers") or [])
             given = headers.get(b"authorization") or headers.get(b"x-ray-authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                response = JSONResponse(
-                    {
-                        "error": "missing or wrong token",
-                        "hint": "pass the server's token: RUNENV_TOKEN (clients on its machine "
-                        "read RUNENV_HOME/auth/token by themselves)",
-                    },
-                    status_code=401,
+                await _refuse(
+                    (scope, receive, send),
+                    401,
+                    "missing or wrong token",
+                    "pass the server's token: RUNENV_TOKEN (clients on its machine read "
+                    "RUNENV_HOME/auth/token by themselves)",
                 )
-                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def _refuse(
+    asgi: tuple[Any, Any, Any],
+    status: int,
+    error: str,
+    hint: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """A middleware's answer instead of the app's (before a websocket is accepted too)."""
+    response = JSONResponse({"error": error, "hint": hint}, status_code=status, headers=headers)
+    await response(*asgi)
 
 
 class _BrowserGuard:
@@ -463,15 +470,13 @@ class _BrowserGuard:
             elif origin is not None and origin.decode("latin-1") not in _own_origins(host):
                 problem = f"Origin {origin.decode('latin-1')!r} is not this server's"
             if problem is not None:
-                response = JSONResponse(
-                    {
-                        "error": f"refused: {problem}",
-                        "hint": "call the API from a client, "
-                        "not from a web page, at the address the server listens on",
-                    },
-                    status_code=403,
+                await _refuse(
+                    (scope, receive, send),
+                    403,
+                    f"refused: {problem}",
+                    "call the API from a client, not from a web page, at the address the "
+                    "server listens on",
                 )
-                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
