@@ -265,17 +265,22 @@ FAILING = (
 )
 
 
-def test_retries_back_off(environ: dict[str, str]) -> None:
-    environ = {**environ, "RUNENV_JOB_RETRY_BACKOFF_S": "0.4"}
-    config = Path(environ["RUNENV_HOME"]).parent / "job.yaml"
-    config.write_text(f"max_retries: 2\nentrypoint: {json.dumps(FAILING)}\n")
-    result = subprocess.run(
+def submit_config(config: Path, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``runenv job submit --config CONFIG``, followed to the job's end."""
+    return subprocess.run(
         [*RUNENV, "job", "submit", "--config", str(config)],
         capture_output=True,
         text=True,
         env=environ,
         timeout=WAIT_S,
     )
+
+
+def test_retries_back_off(environ: dict[str, str]) -> None:
+    environ = {**environ, "RUNENV_JOB_RETRY_BACKOFF_S": "0.4"}
+    config = Path(environ["RUNENV_HOME"]).parent / "job.yaml"
+    config.write_text(f"max_retries: 2\nentrypoint: {json.dumps(FAILING)}\n")
+    result = submit_config(config, environ)
     assert result.returncode == 1, result.stderr  # FAILED
     starts = [float(value) for value in STARTS.findall(result.stdout)]
     waits = [float(value) for value in WAITS.findall(result.stdout)]
@@ -316,13 +321,7 @@ def test_the_timeout_ends_a_backoff(environ: dict[str, str]) -> None:
     config = Path(environ["RUNENV_HOME"]).parent / "job.yaml"
     config.write_text("max_retries: 3\ntimeout_s: 1\nentrypoint: exit 1\n")
     started = time.monotonic()
-    result = subprocess.run(
-        [*RUNENV, "job", "submit", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=environ,
-        timeout=WAIT_S,
-    )
+    result = submit_config(config, environ)
     assert result.returncode == 1 and "retrying in" in result.stdout
     assert time.monotonic() - started < 30  # not the 120 s backoff
     [info] = JobClient().list_jobs()
