@@ -6,7 +6,8 @@ Entries live at ``RUNENV_HOME/runtime_resources/<kind>-v1/<key>/``. The rules, i
   a directory under the final name is complete, and is never modified afterwards.
 - Its stat manifest (``<key>.manifest``, :mod:`runenv.integrity`) is checked each time it is
   reused: an entry modified or damaged since it was built is moved aside and built again. Entries
-  built ``read_only`` lose their write bits too, so a careless process cannot change them.
+  built ``read_only`` lose their write bits too, and as root are sealed (immutable) where the
+  kernel allows it, so a careless process cannot change them.
 - One file lock per key (``<key>.lock``): processes asking for the same entry at once build it
   once.
 - Each user holds a *lease* — a shared lock on ``<key>.lease`` — for as long as it uses the
@@ -172,6 +173,7 @@ class ResourceCache:
     def _set_aside(self, kind: str, key: str) -> None:
         """Move a published entry out of the way; collection deletes it once nobody uses it."""
         trash = self._bucket(kind) / f".trash-{key}-{uuid.uuid4().hex[:8]}"
+        integrity.unseal(self.entry_path(kind, key), top_only=True)  # a sealed tree stays put
         with contextlib.suppress(FileNotFoundError):
             self.entry_path(kind, key).rename(trash)
 
@@ -188,6 +190,8 @@ class ResourceCache:
                 _remove_write_bits(staging)
             integrity.record(staging, self._manifest(kind, key), read_only=read_only)
             staging.rename(self.entry_path(kind, key))
+            if read_only and os.geteuid() == 0:  # other users are stopped by the modes already
+                integrity.seal(self.entry_path(kind, key), self._manifest(kind, key))
         except SetupTimeoutError:
             raise  # not remembered: a longer timeout (not part of the key) may well succeed
         except EnvSetupError as error:
@@ -282,6 +286,7 @@ class ResourceCache:
                 return False  # someone holds a lease
             with no_lease:
                 trash = entry.path.parent / f".trash-{entry.key}-{uuid.uuid4().hex[:8]}"
+                integrity.unseal(entry.path, top_only=True)
                 try:
                     entry.path.rename(trash)  # gone at once for readers; deleted at leisure
                 except FileNotFoundError:
@@ -339,8 +344,8 @@ def _write_meta(directory: Path, kind: str, key: str, description: dict[str, Any
 
 
 def _remove_write_bits(root: Path) -> None:
-    """Files and directories read-only (a process running as root is stopped by nothing: the
-    manifest check is what catches its changes)."""
+    """Files and directories read-only (root is stopped only by sealing, and else by the
+    manifest check catching its changes)."""
     for directory, _, names in os.walk(root, topdown=False):
         for name in names:
             path = os.path.join(directory, name)
@@ -351,10 +356,11 @@ def _remove_write_bits(root: Path) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete a directory tree, read-only entries included (their directories made writable
-    first: unlinking needs that)."""
+    """Delete a directory tree, read-only and sealed entries included (unsealed and their
+    directories made writable first: unlinking needs that)."""
     if not path.exists():
         return
+    integrity.unseal(path)
     for directory, subdirectories, _ in os.walk(path):
         for name in (directory, *[os.path.join(directory, d) for d in subdirectories]):
             with contextlib.suppress(OSError):

@@ -10,6 +10,13 @@ or *damaged*, and the cache rebuilds it. ``runenv env verify --full`` also re-ha
 Processes that use entries are started with ``PYTHONDONTWRITEBYTECODE`` (entries carry their
 bytecode already), so using an entry never changes it.
 
+As root, permission bits stop nothing. Where the kernel allows it (CAP_LINUX_IMMUTABLE, a file
+system with inode flags), a read-only entry is also *sealed*: every file and directory in it gets
+the immutable flag (``chattr +i``), which stops root too — changing it takes a deliberate
+``chattr -i``, as changing a read-only entry takes a deliberate ``chmod`` — and checking it
+stats its directories only, as for other users. Where sealing is refused, root's checks stat
+every path.
+
 Checking loads nothing beyond ``os`` and ``stat``: the CLI's fast path checks entries too.
 """
 
@@ -24,6 +31,9 @@ if TYPE_CHECKING:
 
 _HEADER = "runenv-manifest-v1"
 _READ_ONLY = "read-only"  # on the header line: the entry's write bits were removed
+_SEALED = "sealed"  # on the header line: every path in the entry is immutable, for root too
+_SMALL = 256  # an entry of up to this many paths (a lock) is statted whole: that costs nothing
+_GET_FLAGS, _SET_FLAGS, _IMMUTABLE = 0x80086601, 0x40086602, 0x10  # linux/fs.h
 # Set for every process an env starts: importing from an entry must not write bytecode into it.
 USE_WITHOUT_WRITING = {"PYTHONDONTWRITEBYTECODE": "1"}
 _SEPARATOR = "\t"
@@ -75,7 +85,8 @@ def check(root: str | Path, manifest: str | Path, *, full: bool = False) -> Prob
     the manifest does not have. In a read-only entry checked by a user other than root, only
     directories are statted (a tenth of the paths): its files cannot be written without first
     changing their modes on purpose, and any name added, removed or replaced moves a
-    directory's mtime. As root, permission bits stop nothing: every file is checked.
+    directory's mtime; so it is for root in a sealed entry. Otherwise, and in small entries
+    (a lock), every path is statted.
     """
     try:
         with open(manifest, encoding="utf-8", errors="surrogateescape") as handle:
@@ -86,7 +97,12 @@ def check(root: str | Path, manifest: str | Path, *, full: bool = False) -> Prob
     header = rows[0].split(_SEPARATOR)
     if header[0] != _HEADER or rows[-1] != "":
         return Problem("damaged", "its manifest is incomplete")
-    dirs_only = not full and _READ_ONLY in header[1:] and os.geteuid() != 0
+    dirs_only = (
+        not full
+        and _READ_ONLY in header[1:]
+        and (os.geteuid() != 0 or _SEALED in header[1:])
+        and len(rows) > _SMALL + 2
+    )
     recorded = set()
     for row in rows[1:-1]:
         fields = row.split(_SEPARATOR, 5)
@@ -104,6 +120,65 @@ def check(root: str | Path, manifest: str | Path, *, full: bool = False) -> Prob
             if relative not in recorded:
                 return Problem("modified", f"{relative} was added")
     return None
+
+
+def seal(root: Path, manifest: Path) -> bool:
+    """Make every file and directory of the published entry ``root`` immutable and say so in
+    its ``manifest``; False (and nothing sealed) where the kernel or the file system refuses,
+    or where a file is shared with another tree (a hard link: sealing it would seal that too)."""
+    paths = _walk(os.fspath(root))
+    if any(stat.S_ISREG(info.st_mode) and info.st_nlink > 1 for _, info in paths):
+        return False
+    sealed = []
+    for relative, info in reversed(paths):  # the root last: children first
+        if stat.S_ISLNK(info.st_mode):
+            continue  # links carry no flags; a sealed directory keeps them in place
+        path = os.path.join(root, relative) if relative else os.fspath(root)
+        if not _set_immutable(path, True):
+            for done in sealed:
+                _set_immutable(done, False)
+            return False
+        sealed.append(path)
+    with open(manifest, encoding="utf-8", errors="surrogateescape") as handle:
+        header, rest = handle.read().split("\n", 1)
+    partial = manifest.with_name(f".{manifest.name}.partial")
+    text = f"{header}{_SEPARATOR}{_SEALED}\n{rest}"
+    partial.write_text(text, encoding="utf-8", errors="surrogateescape")
+    os.replace(partial, manifest)
+    return True
+
+
+def unseal(root: str | Path, *, top_only: bool = False) -> None:
+    """Clear the immutable flag under ``root`` (only root can have set it), so that the tree
+    can be renamed (``top_only``: only that needs the top cleared) or deleted."""
+    if os.geteuid() != 0 or not os.path.isdir(root):
+        return
+    paths = [("", os.lstat(root))] if top_only else _walk(os.fspath(root))
+    for relative, info in paths:
+        if not stat.S_ISLNK(info.st_mode):
+            _set_immutable(os.path.join(root, relative) if relative else os.fspath(root), False)
+
+
+def _set_immutable(path: str, immutable: bool) -> bool:
+    import array
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _GET_FLAGS, flags)
+        wanted = flags[0] | _IMMUTABLE if immutable else flags[0] & ~_IMMUTABLE
+        if wanted != flags[0]:
+            flags[0] = wanted
+            fcntl.ioctl(fd, _SET_FLAGS, flags)
+        return True
+    except OSError:  # EPERM without CAP_LINUX_IMMUTABLE; ENOTTY/EOPNOTSUPP: no inode flags
+        return False
+    finally:
+        os.close(fd)
 
 
 def _check_row(root: str, relative: str, fields: list[str], full: bool) -> Problem | None:

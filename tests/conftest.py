@@ -38,6 +38,35 @@ _REQUEST_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<
 _ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours non-2xx lines, even in files
 
 
+def _unseal_caches(root: Path) -> None:
+    """Running as root, tests leave sealed (immutable) cache entries in their temp dirs, which
+    pytest could not delete: unseal them, as `runenv env gc` does for entries it removes."""
+    from runenv import integrity
+
+    if os.geteuid() != 0 or not root.is_dir():
+        return
+    for directory, subdirectories, _ in os.walk(root):
+        if os.path.basename(directory) != "runtime_resources":
+            continue
+        for bucket in subdirectories:
+            for entry in Path(directory, bucket).iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    integrity.unseal(entry)
+        subdirectories[:] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    basetemp = session.config.option.basetemp
+    if basetemp:  # pytest empties it first: a session cut short may have left sealed entries
+        _unseal_caches(Path(basetemp))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is not None and factory._basetemp is not None:
+        _unseal_caches(factory._basetemp)
+
+
 # A Python child that says "ready", then waits, and exits 42 on SIGTERM: signal forwarding.
 SIGTERM_EXITS_42 = (
     "import signal, sys, time\n"

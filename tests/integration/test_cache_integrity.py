@@ -133,21 +133,74 @@ def module_file(context: Context) -> Path:
     return Path(found.stdout.strip())
 
 
+def sealed(entry_child: Path) -> bool:
+    """Whether the entry holding ``entry_child`` was sealed (root, where the kernel allows)."""
+    for parent in entry_child.parents:
+        manifest = parent.with_name(parent.name + ".manifest")
+        if manifest.is_file():
+            return "sealed" in manifest.read_text().split("\n", 1)[0]
+    raise AssertionError(f"no entry holds {entry_child}")
+
+
+def make_changeable(entry_child: Path) -> None:
+    """What changing an entry takes on purpose: unsealing it (root) and adding write bits."""
+    from runenv import integrity
+
+    for parent in entry_child.parents:
+        if parent.with_name(parent.name + ".manifest").is_file():
+            integrity.unseal(parent)
+            break
+    for path in (entry_child, *entry_child.parents):
+        if path.exists():
+            os.chmod(path, stat.S_IMODE(path.stat().st_mode) | stat.S_IWUSR)
+        if path.name == "runtime_resources":
+            break
+
+
 def test_a_job_that_writes_into_its_env_changes_nothing_else(wheelhouse: Path, home: Path) -> None:
-    stages: list[str] = []
     context = materialize(pip_env(wheelhouse))
     module = module_file(context)
     assert module.stat().st_nlink == 1  # a copy: not a hard link into uv's cache
-    assert stat.S_IMODE(module.stat().st_mode) & 0o222 == 0  # no write bits (root ignores them)
-    os.chmod(module, 0o644)  # what a careless job running as root does without asking
-    with open(module, "a") as poison:
-        poison.write("\nPOISONED = True\n")
+    assert stat.S_IMODE(module.stat().st_mode) & 0o222 == 0  # no write bits
+    careless = (
+        "import os, runenv_demo_a\n"
+        "try:\n"
+        "    os.chmod(runenv_demo_a.__file__, 0o644)\n"  # what a careless job does without asking
+        "    with open(runenv_demo_a.__file__, 'a') as poison: poison.write('POISONED = 1')\n"
+        "except OSError as error: print('refused', error.errno)\n"
+        "else: print('written')\n"
+    )
+    outcome = run_python(context, careless).stdout.strip()
+    protected = os.geteuid() != 0 or sealed(module)
+    assert outcome.startswith("refused") if protected else outcome == "written"
     uv_copies = [p for p in (home / "uv-cache").rglob(module.name) if p.is_file()]
     assert uv_copies and all("POISONED" not in p.read_text() for p in uv_copies)
+    stages: list[str] = []
     again = materialize(pip_env(wheelhouse), on_stage=lambda stage, detail: stages.append(stage))
-    assert stages.count("rebuilt") == 1
+    assert stages.count("rebuilt") == (0 if protected else 1)
     clean = run_python(again, "import runenv_demo_a; print(hasattr(runenv_demo_a, 'POISONED'))")
     assert clean.stdout.strip() == "False"
+
+
+def test_root_seals_read_only_entries_where_the_kernel_allows(
+    wheelhouse: Path, tmp_path: Path
+) -> None:
+    from runenv import integrity
+
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "file").write_text("x")
+    manifest = tmp_path / "probe.manifest"
+    integrity.record(probe, manifest, read_only=True)
+    can_seal = os.geteuid() == 0 and integrity.seal(probe, manifest)
+    integrity.unseal(probe)
+    module = module_file(materialize(pip_env(wheelhouse)))
+    assert sealed(module) == can_seal
+    if can_seal:
+        with pytest.raises(PermissionError):
+            module.unlink()  # even root cannot, without unsealing first
+        with pytest.raises(PermissionError):
+            (module.parent / "added.py").write_text("")
 
 
 @pytest.mark.parametrize("damage", ["delete a module", "delete bin/python", "add a .pth file"])
@@ -155,8 +208,8 @@ def test_a_damaged_env_is_rebuilt_before_use(damage: str, wheelhouse: Path) -> N
     context = materialize(pip_env(wheelhouse))
     module = module_file(context)
     venv = Path(context.python_executable).parent.parent
-    os.chmod(module.parent, 0o755)
-    os.chmod(venv / "bin", 0o755)
+    make_changeable(module)
+    make_changeable(venv / "bin" / "python")
     if damage == "delete a module":
         module.unlink()
     elif damage == "delete bin/python":
@@ -175,8 +228,7 @@ def test_a_damaged_env_is_rebuilt_before_use(damage: str, wheelhouse: Path) -> N
 def test_a_damaged_lock_is_resolved_again(damage: str, wheelhouse: Path, home: Path) -> None:
     materialize(pip_env(wheelhouse))
     (lock_file,) = (home / "runtime_resources" / "lock-v1").glob("*/lock.json")
-    os.chmod(lock_file.parent, 0o755)
-    os.chmod(lock_file, 0o644)
+    make_changeable(lock_file)
     text = lock_file.read_text()
     lock_file.write_text(text[:10] if damage == "truncate" else text.replace("1.0", "9.9"))
     stages: list[str] = []
@@ -195,8 +247,7 @@ def test_an_entry_with_unreadable_metadata_is_listed_and_collected(
     cache = ResourceCache()
     (venv_entry,) = [e for e in cache.entries() if e.kind == "python"]
     meta = venv_entry.path / ENTRY_META
-    os.chmod(venv_entry.path, 0o755)
-    os.chmod(meta, 0o644)
+    make_changeable(meta)
     meta.write_text('{"kind": "pyth')
     listed = {e.key: e for e in cache.entries()}
     assert "damaged" in listed[venv_entry.key].description
@@ -235,8 +286,8 @@ def test_env_verify_in_stat_and_full_modes(wheelhouse: Path, home: Path) -> None
     clean = verify()
     assert clean.returncode == 0, clean.stderr
     assert clean.stdout.count(" ok") == 2  # the lock and the venv
+    make_changeable(module)
     before = module.stat()
-    os.chmod(module, 0o644)
     data = module.read_bytes()
     module.write_bytes(data.replace(b"1.0", b"6.6"))  # same size...
     os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))  # ...and the old time

@@ -71,11 +71,13 @@ def test_damaged_manifests(entry: tuple[Path, Path]) -> None:
     assert missing is not None and "missing" in missing.detail
 
 
-def test_read_only_entries_are_checked_by_directory_unless_root(
+def test_read_only_entries_are_checked_by_directory_unless_root_or_small(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "ro"
     (root / "pkg").mkdir(parents=True)
+    for index in range(300):  # more paths than a small entry (a lock) has
+        (root / "pkg" / f"m{index}.py").write_text("")
     (root / "pkg" / "mod.py").write_text("VALUE = 1\n")
     manifest = tmp_path / "ro.manifest"
     integrity.record(root, manifest, read_only=True)
@@ -84,7 +86,23 @@ def test_read_only_entries_are_checked_by_directory_unless_root(
     assert integrity.check(root, manifest) is None  # a normal user: directories only
     assert integrity.check(root, manifest, full=True) is not None
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert integrity.check(root, manifest) is not None  # root: every file
+    assert integrity.check(root, manifest) is not None  # root, not sealed: every file
+    header, rest = manifest.read_text().split("\n", 1)
+    manifest.write_text(f"{header}\tsealed\n{rest}")
+    assert integrity.check(root, manifest) is None  # root, sealed: directories only
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     (root / "pkg" / "new.py").write_text("")
     assert integrity.check(root, manifest) is not None  # a name added: a directory moved
+
+
+def test_a_small_read_only_entry_is_checked_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "lock"
+    root.mkdir()
+    (root / "lock.json").write_text('{"a": "1.0"}')
+    manifest = tmp_path / "lock.manifest"
+    integrity.record(root, manifest, read_only=True)
+    (root / "lock.json").write_text('{"a": "9.9"}')
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert integrity.check(root, manifest) is not None
