@@ -129,7 +129,7 @@ def seal(root: Path, manifest: Path) -> bool:
     paths = _walk(os.fspath(root))
     if any(stat.S_ISREG(info.st_mode) and info.st_nlink > 1 for _, info in paths):
         return False
-    sealed = []
+    sealed: list[str] = []
     for relative, info in reversed(paths):  # the root last: children first
         if stat.S_ISLNK(info.st_mode):
             continue  # links carry no flags; a sealed directory keeps them in place
