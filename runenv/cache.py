@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runenv import integrity, locks, settings
+from runenv import integrity, locks, runs, settings
 from runenv.deadline import Deadline
 from runenv.errors import EnvSetupError, RunenvError, SetupTimeoutError
 
@@ -132,7 +132,9 @@ class ResourceCache:
         return integrity.check(entry.path, self._manifest(entry.kind, entry.key), full=full)
 
     def gc(self, max_bytes: int = 0) -> GcReport:
-        """Remove unused entries, least recently used first, until the total is ``max_bytes``."""
+        """Remove unused entries, least recently used first, until the total is ``max_bytes``
+        (and every run's copy of a working_dir that its run no longer holds)."""
+        runs.sweep(str(self.root / runs.RUNS))
         self._remove_leftovers()
         entries = sorted(self.entries(), key=lambda entry: entry.last_used)
         total = sum(entry.size for entry in entries)

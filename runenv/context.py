@@ -31,6 +31,9 @@ class Context:
     unset_vars: tuple[str, ...] = ()
     setup_log: Path | None = None
     lease_fds: tuple[int, ...] = ()  # kept open in children so the cache never deletes in use
+    # (entry, copy): the run works in a fresh copy of each entry (runenv.runs), which a later
+    # run starting in this same context (the CLI's fast path) must make afresh.
+    fresh_copies: tuple[tuple[str, str], ...] = ()
 
     def with_changes(self, **changes: Any) -> Context:
         return replace(self, **changes)

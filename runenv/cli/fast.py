@@ -82,7 +82,7 @@ def try_fast_path(args: Sequence[str]) -> None:
     result = recipe["result"]
     assert isinstance(result, dict)  # holds() checked it
     if kind == "run":
-        run_command(parsed.command, result, leases)
+        run_command(parsed.command, fresh_copies(result, leases), leases)
     submit_job(parsed, result)
 
 
@@ -253,6 +253,27 @@ def lease(entries: Sequence[Sequence[str]]) -> list[int] | None:
     for fd in held:
         os.close(fd)
     return None
+
+
+def fresh_copies(context: Mapping[str, object], leases: list[int]) -> dict[str, object]:
+    """The recorded context with a fresh copy (runenv.runs) in place of each copy its run had,
+    held by a descriptor added to ``leases``: no run works in another's copy."""
+    pairs = context.get("fresh_copies")
+    renewed = dict(context)
+    if not pairs:
+        return renewed
+    from runenv import runs
+
+    assert isinstance(pairs, list)
+    new_of = {}
+    for entry, old in pairs:
+        new, fd = runs.fresh_copy(entry, os.path.dirname(old))
+        leases.append(fd)
+        new_of[old] = new
+    renewed["cwd"] = new_of.get(str(context["cwd"]), context["cwd"])
+    renewed["pythonpath"] = [new_of.get(path, path) for path in _strings(context["pythonpath"])]
+    renewed["fresh_copies"] = [[entry, new_of[old]] for entry, old in pairs]
+    return renewed
 
 
 def environment(context: Mapping[str, object], base: Mapping[str, str]) -> dict[str, str]:

@@ -81,6 +81,7 @@ def context_record(context: Context) -> dict[str, Any]:
         "pythonpath": list(context.pythonpath),
         "path": list(context.path),
         "unset_vars": list(context.unset_vars),
+        "fresh_copies": [list(pair) for pair in context.fresh_copies],
     }
 
 

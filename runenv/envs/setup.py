@@ -45,6 +45,14 @@ class Setup:
             self.report("cached", what)
         return entry.path
 
+    def fresh_copy(self, entry_directory: str) -> str:
+        """A writable copy of a directory of an entry for this run alone, held as a lease is."""
+        from runenv import runs
+
+        copy, fd = runs.fresh_copy(entry_directory, str(self.cache.root / runs.RUNS))
+        self.leases.append(Lease(fd, Path(copy)))
+        return copy
+
     def check_deadline(self, step: str) -> None:
         if self.deadline.expired():
             raise self.timeout_error(step)

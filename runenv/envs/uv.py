@@ -12,13 +12,12 @@ from pathlib import Path
 
 from uv import find_uv_bin
 
-from runenv import process, settings
+from runenv import process, runs, settings
 from runenv.envs.setup import TIMEOUT_HINT
 from runenv.errors import EnvSetupError, SetupTimeoutError
 from runenv.spec import Lock, PythonPackages
 
 LINK_MODES = ("clone", "copy", "hardlink", "symlink")
-_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 # Finding an interpreter takes milliseconds; a probe still this slow is stuck.
 PROBE_TIMEOUT_SECONDS = 60.0
 
@@ -91,7 +90,7 @@ def _reflinks(source_dir: str, target_dir: str) -> bool:
         ):
             source.write(b"runenv")
             source.flush()
-            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+            fcntl.ioctl(target.fileno(), runs.FICLONE, source.fileno())
     except OSError:
         return False
     return True

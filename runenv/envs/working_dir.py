@@ -27,13 +27,14 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
         fetch_and_unpack(uri, staging / "code", setup, KIND, lift=lift)
         return {"uri": uri}
 
-    # Writable, as Ray's is: a job's outputs in its cwd are seen (and the next run of the same
-    # code gets the original files back: the changed entry no longer passes its check).
-    what = f"working_dir {uri}"
-    entry = setup.acquire(KIND, key_of({"uri": uri}), build, what, read_only=False)
+    # The entry is read-only; the run works in a writable copy of its own, as Ray's cwd is
+    # writable: what a run writes there is never seen by another run (runenv.runs).
+    entry = setup.acquire(KIND, key_of({"uri": uri}), build, f"working_dir {uri}")
     code = str(entry / "code")
+    copy = setup.fresh_copy(code)
     return context.with_changes(
-        cwd=code,
-        pythonpath=(code, *context.pythonpath),
+        cwd=copy,
+        pythonpath=(copy, *context.pythonpath),
         env_vars={**context.env_vars, **integrity.USE_WITHOUT_WRITING},
+        fresh_copies=(*context.fresh_copies, (code, copy)),
     )

@@ -14,6 +14,7 @@ import pytest
 from wheels import build_wheel
 
 from runenv import RuntimeEnv
+from runenv.cache import ResourceCache
 from runenv.context import Context, start_process
 from runenv.errors import EnvSetupError
 from runenv.materialize import materialize, prepare, release
@@ -241,7 +242,7 @@ def test_a_damaged_lock_is_resolved_again(damage: str, wheelhouse: Path, home: P
 def test_an_entry_with_unreadable_metadata_is_listed_and_collected(
     wheelhouse: Path, home: Path
 ) -> None:
-    from runenv.cache import ENTRY_META, ResourceCache
+    from runenv.cache import ENTRY_META
 
     release(materialize(pip_env(wheelhouse)))
     cache = ResourceCache()
@@ -257,21 +258,25 @@ def test_an_entry_with_unreadable_metadata_is_listed_and_collected(
     assert not venv_entry.path.exists()
 
 
-def test_a_job_that_edits_its_working_dir_leaves_the_next_run_the_original(
-    tmp_path: Path,
-) -> None:
+def test_each_run_writes_into_a_working_dir_of_its_own(tmp_path: Path, home: Path) -> None:
     code = project(tmp_path)
     first = materialize(RuntimeEnv(working_dir=str(code)))
     edited = Path(first.cwd or "") / "main.py"
-    edited.write_text("print('edited by a job')\n")  # the working dir stays writable
+    edited.write_text("print('edited by a job')\n")  # a run's working dir is writable
     (Path(first.cwd or "") / "output.csv").write_text("a job's output\n")
     stages: list[str] = []
-    second = materialize(
+    second = materialize(  # while the first run still works in its own
         RuntimeEnv(working_dir=str(code)), on_stage=lambda stage, _: stages.append(stage)
     )
-    assert "rebuilt" in stages
+    assert "cached" in stages and "rebuilt" not in stages  # the entry itself never changed
+    assert second.cwd != first.cwd and second.pythonpath[0] == second.cwd
     assert (Path(second.cwd or "") / "main.py").read_text() == "print('the original')\n"
     assert not (Path(second.cwd or "") / "output.csv").exists()
+    assert edited.read_text() == "print('edited by a job')\n"  # the first run keeps its edits
+    release(first)
+    ResourceCache().gc()
+    assert not Path(first.cwd or "").exists()  # its run is over: its copy goes
+    assert Path(second.cwd or "").is_dir()  # still held
 
 
 def test_env_verify_in_stat_and_full_modes(wheelhouse: Path, home: Path) -> None:
