@@ -291,3 +291,20 @@ def test_job_submit_no_wait(environ: dict[str, str], project: Path) -> None:
     assert "Traceback" not in duplicate.stderr
     (project / "note.txt").write_text("two\n")
     assert submit() == ("two a", False)
+
+
+def test_each_fast_run_works_in_a_fresh_copy(environ: dict[str, str], project: Path) -> None:
+    warm(environ, project)
+    vandal = (
+        "import os; print(os.getcwd()); open('note.txt', 'w').write('vandalised\\n'); "
+        "os.remove('pkg/mod.py'); open('output.csv', 'w').write('1')"
+    )
+    args = ["run", "--runtime-env", "../env.json", "--working-dir", ".", "--", "python", "-c"]
+    first = runenv(*args, vandal, environ=environ, cwd=project)
+    assert (first.returncode, first.stderr) == (0, "")  # the fast path, writing into its cwd
+    second = runenv(*args, "import os; print(os.getcwd()); " + SHOW, environ=environ, cwd=project)
+    assert second.stderr == ""  # still the fast path: the entry itself was never touched
+    first_cwd, (second_cwd, shown) = first.stdout.strip(), second.stdout.strip().split("\n")
+    assert first_cwd != second_cwd and shown == "one a"
+    assert not Path(first_cwd).exists()  # that run was over: the next one swept its copy
+    assert (project / "note.txt").read_text() == "one\n"  # the user's files, of course
