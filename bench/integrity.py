@@ -11,7 +11,11 @@ For a built env of ``--package`` (pandas by default: numpy, pandas, dateutil, py
     ``start_process()`` + wait) with the check, and with the check switched off in this process
     (the baseline, measured in the same run);
   - disk: the venv entry built with copies (runenv's default where the filesystem cannot
-    clone) against the same env built with hard links into uv's cache (before issue 11).
+    clone) against the same env built with hard links into uv's cache (before issue 11);
+  - the per-run copy of a working_dir (``--files`` files, 16 KiB each): the copy alone, and a
+    warm ``runenv run --working-dir`` against a warm run without one.
+As root, read-only entries are sealed where the kernel allows it, and then checked by
+directory; the check of every path (root where sealing is refused) is measured too.
 The first build downloads from PyPI into a temporary uv cache shared by both builds.
 """
 
@@ -74,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package", default="pandas")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--files", type=int, default=300)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="runenv-bench-integrity-") as scratch:
         work = Path(scratch)
@@ -85,10 +90,10 @@ def main() -> None:
         entries = cache.entries()
         files = sum(1 for entry in entries for _ in entry.path.rglob("*"))
         stat_check = median_seconds(lambda: [cache.verify(e) for e in entries], args.repeat)
-        real_euid = os.geteuid
-        os.geteuid = lambda: 1000  # as a normal user sees it: read-only entries, by directory
-        user_check = median_seconds(lambda: [cache.verify(e) for e in entries], args.repeat)
-        os.geteuid = real_euid
+        sealed = all("sealed" in Path(f"{e.path}.manifest").read_text()[:80] for e in entries)
+        integrity._SMALL = 10**9  # every path statted: root where sealing is refused
+        every_path = median_seconds(lambda: [cache.verify(e) for e in entries], args.repeat)
+        integrity._SMALL = 256
         full_check = median_seconds(lambda: [cache.verify(e, full=True) for e in entries], 3)
         cli = warm_cli(args.package, copied, uv_cache, args.repeat)
         env = RuntimeEnv(pip=[args.package])
@@ -102,10 +107,46 @@ def main() -> None:
             for name, home in (("copies", copied), ("hard links", linked))
         }
         print_rows(args.package, cold, files, stat_check, full_check, cli, checked, unchecked)
-        print(f"| stat check as a user other than root (directories) | {user_check * 1e3:.1f} ms |")
+        print(f"| entries sealed (root, immutable) | {'yes' if sealed else 'no'} |")
+        print(f"| stat check of every path (root, unsealed) | {every_path * 1e3:.1f} ms |")
+        copy_rows(work, uv_cache, args.files, args.repeat)
         for name, size in venv_bytes.items():
             print(f"| disk, env entries built with {name} | {size / 2**20:.1f} MiB |")
         print(f"| disk, uv's cache (shared by both) | {all_bytes(uv_cache) / 2**20:.1f} MiB |")
+        for home in (copied, linked, work / "copies-home"):  # sealed entries: rm -rf cannot
+            ResourceCache(home / "runtime_resources").gc()
+
+
+def copy_rows(work: Path, uv_cache: Path, files: int, repeat: int) -> None:
+    """The per-run copy of a working_dir: alone, and in a warm run against one without it."""
+    from runenv import runs
+
+    project = work / "project"
+    for index in range(files):
+        (project / f"pkg{index % 10}").mkdir(parents=True, exist_ok=True)
+        (project / f"pkg{index % 10}" / f"m{index}.py").write_bytes(b"#" * 16384)
+    home = work / "copies-home"
+    environ = {**os.environ, "RUNENV_HOME": str(home), "UV_CACHE_DIR": str(uv_cache)}
+    with_dir = [*RUNENV, "run", "-q", "--working-dir", str(project), "--", "true"]
+    without = [*RUNENV, "run", "-q", "--", "true"]
+    timed = {}
+    for name, command in (("with", with_dir), ("without", without)):
+        subprocess.run(command, env=environ, check=True, cwd=work)  # records the recipe
+        run = lambda command=command: subprocess.run(command, env=environ, check=True, cwd=work)  # noqa: E731
+        timed[name] = median_seconds(run, repeat)
+    (entry,) = (home / "runtime_resources" / "working_dir-v1").glob("*/code")
+    scratch = work / "copies"
+
+    def copy_and_sweep() -> None:
+        _, fd = runs.fresh_copy(str(entry), str(scratch))
+        os.close(fd)
+
+    copy = median_seconds(copy_and_sweep, repeat)
+    size = files * 16384 / 2**20
+    print(f"| per-run copy of a {files}-file, {size:.1f} MiB working_dir (+ sweep) "
+          f"| {copy * 1e3:.1f} ms |")  # fmt: skip
+    print(f"| warm `runenv run --working-dir` / without a working_dir "
+          f"| {timed['with'] * 1e3:.0f} / {timed['without'] * 1e3:.0f} ms |")  # fmt: skip
 
 
 def all_bytes(root: Path) -> int:
