@@ -267,7 +267,7 @@ def _python_packages(tool: Tool, value: Any, base_dir: Path) -> dict[str, Any]:
         return PythonPackages(tool, tuple(packages), install_options=tuple(options)).to_field()
     packages, file_options = _requirements(value.packages, base_dir, f"{where}.packages")
     data = value.model_dump()
-    lock = Lock.from_field(data["lock"]) if data["lock"] is not None else None
+    lock = _checked_lock(data["lock"], where) if data["lock"] is not None else None
     return PythonPackages(
         tool,
         tuple(packages),
@@ -276,6 +276,42 @@ def _python_packages(tool: Tool, value: Any, base_dir: Path) -> dict[str, Any]:
         install_options=tuple(file_options + data[install_options_key(tool)]),
         lock=lock,
     ).to_field()
+
+
+def _checked_lock(data: dict[str, Any], where: str) -> Lock:
+    """A lock given in the env (made by another runenv): exact pins, or nothing is installed."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(data["python"])
+    except InvalidVersion:
+        raise SpecError(
+            f"{where}.lock.python: {data['python']!r} is not a Python version",
+            hint="write it as runenv locks do, e.g. 3.11.7 (or leave the lock out)",
+        ) from None
+    for index, text in enumerate(data["requirements"]):
+        if text.startswith(("-e ", "--editable ")):
+            continue  # a local project, pinned by its path
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            reason = str(error).splitlines()[0]
+            problem = f"invalid requirement {text!r}: {reason}"
+        else:
+            exact = [s for s in requirement.specifier if s.operator in ("==", "===")]
+            pinned = requirement.url is not None or (
+                len(exact) == 1 and "*" not in exact[0].version
+            )
+            if pinned:
+                continue
+            problem = f"{text!r} is not pinned to one version"
+        raise SpecError(
+            f"{where}.lock.requirements[{index}]: {problem}",
+            hint="a lock pins every package exactly (name==version); leave `lock` out to let "
+            "runenv resolve the packages",
+        )
+    return Lock.from_field(data)
 
 
 def _requirements(

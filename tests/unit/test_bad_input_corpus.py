@@ -76,6 +76,15 @@ FILES: dict[str, str | bytes] = {
     "name-equals.json": json.dumps({"env_vars": {"A=B": "1"}}),
     "env-vars-list.json": json.dumps({"env_vars": ["A=1"]}),
     "timeout-huge.json": json.dumps({"config": {"setup_timeout_seconds": 10**30}}),
+    "lock-garbage.json": json.dumps(
+        {"pip": {"packages": ["six"], "lock": {"python": "3.11", "requirements": ["!!"]}}}
+    ),
+    "lock-unpinned.json": json.dumps(
+        {"pip": {"packages": ["six"], "lock": {"python": "3.11", "requirements": ["six>=1"]}}}
+    ),
+    "lock-python.json": json.dumps(
+        {"uv": {"packages": ["six"], "lock": {"python": "x", "requirements": ["six==1.17.0"]}}}
+    ),
     "timeout-zero.json": json.dumps({"config": {"setup_timeout_seconds": 0}}),
     "timeout-text.json": json.dumps({"config": {"setup_timeout_seconds": "10"}}),
     "timeout-float.json": json.dumps({"config": {"setup_timeout_seconds": 1.5}}),
@@ -350,6 +359,9 @@ FILE_CASES = [
     _file("setup timeout text", "timeout-text.json", "setup_timeout", "integer"),
     _file("setup timeout 1.5", "timeout-float.json", "setup_timeout", "integer"),
     _file("misspelt field", "typo.json", "pipp", "did you mean"),
+    _file("lock line not a requirement", "lock-garbage.json", "lock.requirements[0]", "'!!'"),
+    _file("lock line not pinned", "lock-unpinned.json", "lock.requirements[0]", "pinned"),
+    _file("lock python not a version", "lock-python.json", "uv.lock.python", "version"),
     _file("Ray-only field", "container.json", "container", "not supported"),
     _file("pip and conda", "pip-and-conda.json", "pip and conda"),
     _file("bad requirement", "bad-requirement.json", "pip[0]"),
