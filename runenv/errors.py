@@ -6,6 +6,12 @@ and a hint saying what to do about it. The CLI prints them as ``error:`` / ``hin
 
 from __future__ import annotations
 
+# E2BIG from exec: what the user can change about it (the fast path and the launcher say it).
+TOO_BIG_HINT = (
+    "env_vars (after ${VAR} expansion) and the command line together are over the system's "
+    "limit (ARG_MAX; one variable may hold at most 128 KiB on Linux); pass large data in files"
+)
+
 
 class RunenvError(Exception):
     """A failure the user can act on: a message and a hint."""

@@ -94,7 +94,14 @@ def start(
             start_new_session=own_group,
         )
 
-    return _LAUNCHER.call(popen)
+    try:
+        return _LAUNCHER.call(popen)
+    except OSError as error:
+        if error.errno != errno.E2BIG:
+            raise
+        from runenv.errors import TOO_BIG_HINT, RunenvError
+
+        raise RunenvError(f"cannot start {argv[0]}: {error.strerror}", hint=TOO_BIG_HINT) from None
 
 
 def run(

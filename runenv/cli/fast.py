@@ -316,7 +316,7 @@ def run_command(
 
 def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
     """Exec ``argv``, looking the program up on the new PATH as the shell (and Popen) do."""
-    from runenv.errors import RunenvError
+    from runenv.errors import TOO_BIG_HINT, RunenvError
 
     program = argv[0]
     candidates = [program] if os.sep in program else _on_path(program, env)
@@ -340,10 +340,7 @@ def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
     too_big = failure.errno == errno.E2BIG
     raise RunenvError(
         f"cannot run {program}: {failure.strerror}",
-        hint="env_vars (after ${VAR} expansion) and the command line together are over the "
-        "system's limit (ARG_MAX); pass large data in files"
-        if too_big
-        else "check the command",
+        hint=TOO_BIG_HINT if too_big else "check the command",
     )
 
 

@@ -111,6 +111,8 @@ def setup_error(task: Task, error: RunenvError) -> RuntimeEnvSetupError:
 
 
 def start_error(task: Task, error: Exception) -> RunenvError:
+    if isinstance(error, RunenvError):  # the launcher said what is wrong
+        return RunenvError(f"{task.where}: could not start a worker: {error.message}", error.hint)
     return RunenvError(
         f"{task.where}: could not start a worker: {error}",
         hint="check that the env's Python runs: runenv env path <env file>",

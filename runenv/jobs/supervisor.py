@@ -165,7 +165,12 @@ class Supervisor:
             self.store.update(self.id, attempts=attempt)
             if attempt > 1:
                 self.say(f"--- attempt {attempt} of {info.max_retries + 1} ---")
-            code, timed_out = self._run_once(info, context, deadline)
+            try:
+                code, timed_out = self._run_once(info, context, deadline)
+            except RunenvError as error:  # e.g. env_vars over the system's limit (E2BIG)
+                self.say(f"cannot start the entrypoint: {error}")
+                self._finish(JobStatus.FAILED, f"cannot start the entrypoint: {error.message}")
+                return
             self.process = None  # ended: a stop during the backoff signals no stale group
             if self.stop_requested:
                 self._finish(JobStatus.STOPPED, "stopped by request", code)

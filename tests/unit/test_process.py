@@ -282,3 +282,13 @@ raise SystemExit(os.waitstatus_to_exitcode(status))
 def test_a_forked_interpreter_gets_a_launcher_of_its_own() -> None:
     done = subprocess.run([sys.executable, "-c", FORKING], timeout=WAIT_S, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_an_environment_over_the_system_limit_is_a_clear_error() -> None:
+    from runenv.errors import RunenvError
+
+    too_long = "x" * 200_000  # one variable over Linux's 128 KiB per string (E2BIG)
+    with pytest.raises(RunenvError) as caught:
+        process.start(["true"], env={**os.environ, "A": too_long})
+    assert "Argument list too long" in caught.value.message
+    assert caught.value.hint is not None and "${VAR}" in caught.value.hint
