@@ -8,6 +8,7 @@ other's terminal status.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import stat
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from runenv import locks, settings
+from runenv.diskfull import disk_full_error
 from runenv.errors import RunenvError
 from runenv.jobs.models import JobInfo, JobStatus, check_submission_id
 
@@ -32,6 +34,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 
 _BUSY_SECONDS = 30.0  # how long a statement waits for another connection's lock
 _RETRY_SECONDS = 0.01
+_SQLITE_FULL = 13  # "database or disk is full"
 _FREE_PAGES_KEPT = 256  # 1 MiB of 4 KiB pages: less is not worth giving back
 _INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 _WAL_KEPT_BYTES = 4 * 1024 * 1024  # the write-ahead log is truncated to this after a checkpoint
@@ -167,8 +170,19 @@ class JobStore:
         try:
             _prepare(connection)
             yield connection
+        except sqlite3.OperationalError as error:
+            if not _is_full(error):
+                raise
+            # SQLite rolled the transaction back: the store holds what it held before.
+            full = OSError(errno.ENOSPC, "database or disk is full")
+            raise disk_full_error(self.path, "the job store", full, RunenvError) from None
         finally:
             connection.close()
+
+
+def _is_full(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)  # Python 3.11+
+    return code == _SQLITE_FULL if code is not None else "disk is full" in str(error)
 
 
 def _prepare(connection: sqlite3.Connection) -> None:
