@@ -31,7 +31,7 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/packaging.py
+	$(BIN)/python bench/code_packaging.py
 
 # runenv on a 2-node Ray cluster it starts (~15-25 min on 2 cores; QUICK=1: a ~4 min smoke run)
 bench-ray: $(VENV)/.installed-test

@@ -81,40 +81,45 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="runenv-bench-integrity-") as scratch:
-        work = Path(scratch)
-        uv_cache, copied, linked = work / "uv-cache", work / "copied", work / "linked"
-        cold = build(args.package, copied, uv_cache, None)
-        build(args.package, linked, uv_cache, "hardlink")
-        os.environ.update(RUNENV_HOME=str(copied), UV_CACHE_DIR=str(uv_cache))
-        cache = ResourceCache()
-        entries = cache.entries()
-        files = sum(1 for entry in entries for _ in entry.path.rglob("*"))
-        stat_check = median_seconds(lambda: [cache.verify(e) for e in entries], args.repeat)
-        sealed = all("sealed" in Path(f"{e.path}.manifest").read_text()[:80] for e in entries)
-        integrity._SMALL = 10**9  # every path statted: root where sealing is refused
-        every_path = median_seconds(lambda: [cache.verify(e) for e in entries], args.repeat)
-        integrity._SMALL = 256
-        full_check = median_seconds(lambda: [cache.verify(e, full=True) for e in entries], 3)
-        cli = warm_cli(args.package, copied, uv_cache, args.repeat)
-        env = RuntimeEnv(pip=[args.package])
-        checked = new_process(env, args.repeat)
-        real_check = integrity.check
-        integrity.check = lambda *_, **__: None
-        unchecked = new_process(env, args.repeat)
-        integrity.check = real_check
-        venv_bytes = {
-            name: sum(e.size for e in ResourceCache(home / "runtime_resources").entries())
-            for name, home in (("copies", copied), ("hard links", linked))
-        }
-        print_rows(args.package, cold, files, stat_check, full_check, cli, checked, unchecked)
-        print(f"| entries sealed (root, immutable) | {'yes' if sealed else 'no'} |")
-        print(f"| stat check of every path (root, unsealed) | {every_path * 1e3:.1f} ms |")
-        copy_rows(work, uv_cache, args.files, args.repeat)
-        for name, size in venv_bytes.items():
-            print(f"| disk, env entries built with {name} | {size / 2**20:.1f} MiB |")
-        print(f"| disk, uv's cache (shared by both) | {all_bytes(uv_cache) / 2**20:.1f} MiB |")
-        for home in (copied, linked, work / "copies-home"):  # sealed entries: rm -rf cannot
-            ResourceCache(home / "runtime_resources").gc()
+        try:
+            measure(args, Path(scratch))
+        finally:
+            for home in Path(scratch).glob("*/runtime_resources"):  # sealed: rm -rf cannot
+                ResourceCache(home).gc()
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    uv_cache, copied, linked = work / "uv-cache", work / "copied", work / "linked"
+    cold = build(args.package, copied, uv_cache, None)
+    build(args.package, linked, uv_cache, "hardlink")
+    os.environ.update(RUNENV_HOME=str(copied), UV_CACHE_DIR=str(uv_cache))
+    cache = ResourceCache()
+    entries = cache.entries()
+    files = sum(1 for entry in entries for _ in entry.path.rglob("*"))
+    stat_check = median_seconds(lambda: [cache.verify(e) for e in entries], args.repeat)
+    sealed = all("sealed" in Path(f"{e.path}.manifest").read_text()[:80] for e in entries)
+    integrity._SMALL = 10**9  # every path statted: root where sealing is refused
+    every_path = median_seconds(lambda: [cache.verify(e) for e in entries], args.repeat)
+    integrity._SMALL = 256
+    full_check = median_seconds(lambda: [cache.verify(e, full=True) for e in entries], 3)
+    cli = warm_cli(args.package, copied, uv_cache, args.repeat)
+    env = RuntimeEnv(pip=[args.package])
+    checked = new_process(env, args.repeat)
+    real_check = integrity.check
+    integrity.check = lambda *_, **__: None
+    unchecked = new_process(env, args.repeat)
+    integrity.check = real_check
+    venv_bytes = {
+        name: sum(e.size for e in ResourceCache(home / "runtime_resources").entries())
+        for name, home in (("copies", copied), ("hard links", linked))
+    }
+    print_rows(args.package, cold, files, stat_check, full_check, cli, checked, unchecked)
+    print(f"| entries sealed (root, immutable) | {'yes' if sealed else 'no'} |")
+    print(f"| stat check of every path (root, unsealed) | {every_path * 1e3:.1f} ms |")
+    copy_rows(work, uv_cache, args.files, args.repeat)
+    for name, size in venv_bytes.items():
+        print(f"| disk, env entries built with {name} | {size / 2**20:.1f} MiB |")
+    print(f"| disk, uv's cache (shared by both) | {all_bytes(uv_cache) / 2**20:.1f} MiB |")
 
 
 def copy_rows(work: Path, uv_cache: Path, files: int, repeat: int) -> None:

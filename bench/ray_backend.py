@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve()
-# bench/packaging.py would shadow the `packaging` library Ray imports: keep bench/ off the path.
+# Keep bench/ off the path: a script there must never shadow a library Ray or runenv imports.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE.parent]
 sys.path.insert(0, str(HERE.parents[1] / "tests"))
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# bench/ holds a packaging.py that would shadow the `packaging` library Ray imports.
+# Keep bench/ off the path: a script there must never shadow a library Ray or runenv imports.
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent / "tests"))

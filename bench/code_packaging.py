@@ -8,7 +8,7 @@ then times, each the median of --repeat runs:
   - `zip -r -q` of the same tree;
   - Ray: hash + zip, as `ray.init(runtime_env={"working_dir": ...})` does (when ray is installed).
 
-    .venv/bin/python bench/packaging.py [--size-mb 80] [--repeat 5]
+    .venv/bin/python bench/code_packaging.py [--size-mb 80] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-# This file's name shadows the `packaging` library (which Ray imports): keep bench/ off the path.
+# Keep bench/ off the path: a script there must never shadow a library Ray or runenv imports.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 SOURCE_FILES = 2_000
