@@ -98,18 +98,26 @@ def copy_tree(source: str, target: str) -> None:
 
 
 def copy_file(source: str, target: str, info: os.stat_result) -> None:
-    with open(source, "rb") as reading, open(target, "xb") as writing:
+    reading = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # Created with its mode (the umask applies, as for cp): no chmod afterwards.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        writing = os.open(target, flags, _writable(info.st_mode))
         try:
-            fcntl.ioctl(writing.fileno(), FICLONE, reading.fileno())
-        except OSError:  # no reflinks here: copy in the kernel
-            remaining = info.st_size
-            while remaining > 0:
-                copied = _copy_range(reading.fileno(), writing.fileno(), remaining)
-                if copied == 0:
-                    break
-                remaining -= copied
-    os.chmod(target, _writable(info.st_mode))
-    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+            try:
+                fcntl.ioctl(writing, FICLONE, reading)
+            except OSError:  # no reflinks here: copy in the kernel
+                remaining = info.st_size
+                while remaining > 0:
+                    copied = _copy_range(reading, writing, remaining)
+                    if copied == 0:
+                        break
+                    remaining -= copied
+            os.utime(writing, ns=(info.st_atime_ns, info.st_mtime_ns))
+        finally:
+            os.close(writing)
+    finally:
+        os.close(reading)
 
 
 def remove(path: str) -> None:
