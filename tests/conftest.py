@@ -55,6 +55,20 @@ def _unseal_caches(root: Path) -> None:
         subdirectories[:] = []
 
 
+def can_seal(scratch: Path) -> bool:
+    """Whether cache entries get sealed here: root, with the kernel allowing the flag."""
+    from runenv import integrity
+
+    probe = scratch / "seal-probe"
+    probe.mkdir()
+    (probe / "file").write_text("x")
+    manifest = scratch / "seal-probe.manifest"
+    integrity.record(probe, manifest, read_only=True)
+    sealed = os.geteuid() == 0 and integrity.seal(probe, manifest)
+    integrity.unseal(probe)
+    return sealed
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     basetemp = session.config.option.basetemp
     if basetemp:  # pytest empties it first: a session cut short may have left sealed entries

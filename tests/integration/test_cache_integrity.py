@@ -11,6 +11,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from conftest import can_seal
 from wheels import build_wheel
 
 from runenv import RuntimeEnv
@@ -186,18 +187,10 @@ def test_a_job_that_writes_into_its_env_changes_nothing_else(wheelhouse: Path, h
 def test_root_seals_read_only_entries_where_the_kernel_allows(
     wheelhouse: Path, tmp_path: Path
 ) -> None:
-    from runenv import integrity
-
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    (probe / "file").write_text("x")
-    manifest = tmp_path / "probe.manifest"
-    integrity.record(probe, manifest, read_only=True)
-    can_seal = os.geteuid() == 0 and integrity.seal(probe, manifest)
-    integrity.unseal(probe)
+    expected = can_seal(tmp_path)
     module = module_file(materialize(pip_env(wheelhouse)))
-    assert sealed(module) == can_seal
-    if can_seal:
+    assert sealed(module) == expected
+    if expected:
         with pytest.raises(PermissionError):
             module.unlink()  # even root cannot, without unsealing first
         with pytest.raises(PermissionError):

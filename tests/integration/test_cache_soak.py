@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import can_seal
 from wheels import build_wheel
 
 RUNENV = [sys.executable, "-m", "runenv"]
@@ -64,18 +65,6 @@ def vandalise():
 print("REPORT " + json.dumps(runenv.get(vandalise.remote())), flush=True)
 runenv.shutdown()
 """
-
-
-def can_seal(tmp_path: Path) -> bool:
-    from runenv import integrity
-
-    probe = tmp_path / "seal-probe"
-    probe.mkdir()
-    manifest = tmp_path / "seal-probe.manifest"
-    integrity.record(probe, manifest, read_only=True)
-    sealed = integrity.seal(probe, manifest)
-    integrity.unseal(probe)
-    return sealed
 
 
 @pytest.fixture
