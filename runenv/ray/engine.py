@@ -8,6 +8,7 @@ by runenv's plugin, or by Ray's own fields on a cluster without it (:mod:`.trans
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -337,6 +338,10 @@ def _init_ray(ray: Any, address: str | None) -> None:
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as error:
+        # A failed connection can leave Ray half set up (client mode on, no GCS client):
+        # undone, so that a later init in this process starts clean.
+        with contextlib.suppress(Exception):
+            ray.shutdown()
         where = address or os.environ.get("RAY_ADDRESS") or "auto"
         raise RunenvError(
             f"cannot connect to the Ray cluster at {where}: {error}",
