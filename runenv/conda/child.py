@@ -44,7 +44,7 @@ async def _handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _solve(request: dict[str, Any]) -> dict[str, Any]:
-    from rattler import Gateway, Platform, VirtualPackage, solve
+    from rattler import Gateway, Subdir, VirtualPackage, solve
 
     gateway = Gateway(cache_dir=request["repodata_cache"])
     platform = request["platform"]
@@ -52,7 +52,7 @@ async def _solve(request: dict[str, Any]) -> dict[str, Any]:
         sources=request["channels"],
         specs=request["specs"],
         gateway=gateway,
-        platforms=[Platform(platform), Platform("noarch")],
+        platforms=[Subdir(platform), Subdir("noarch")],
         virtual_packages=VirtualPackage.detect(),
     )
     return {"ok": True, "packages": [_package(record) for record in records]}
@@ -84,7 +84,7 @@ def _noarch(noarch: Any) -> str | None:
 
 
 async def _install(request: dict[str, Any]) -> dict[str, Any]:
-    from rattler import BuildString, Config, PackageRecord, Platform, RepoDataRecord, install
+    from rattler import BuildString, Config, PackageRecord, RepoDataRecord, Subdir, install
 
     records = []
     for package in request["packages"]:
@@ -110,7 +110,7 @@ async def _install(request: dict[str, Any]) -> dict[str, Any]:
         target_prefix=request["prefix"],
         cache_dir=request["package_cache"],
         alternative_target_prefix=request["final_prefix"],
-        platform=Platform(request["platform"]),
+        platform=Subdir(request["platform"]),
         installed_packages=[],
         show_progress=False,
         execute_link_scripts=False,
@@ -143,7 +143,7 @@ def _failure(request: dict[str, Any], error: Exception) -> dict[str, Any]:
 
 def _other_platforms(request: dict[str, Any], names: list[str]) -> dict[str, list[str]]:
     """Which of ``names`` the channels have for other platforms: {name: [subdir, ...]}."""
-    from rattler import Gateway, Platform
+    from rattler import Gateway, Subdir
 
     async def query() -> dict[str, list[str]]:
         gateway = Gateway(cache_dir=request["repodata_cache"])
@@ -153,7 +153,7 @@ def _other_platforms(request: dict[str, Any], names: list[str]) -> dict[str, lis
                 continue
             try:
                 results = await gateway.query(
-                    request["channels"], [Platform(subdir)], names, recursive=False
+                    request["channels"], [Subdir(subdir)], names, recursive=False
                 )
             except Exception:  # a channel without that subdir
                 continue
