@@ -27,6 +27,7 @@ from typing import Any
 
 import boto3
 import pytest
+from conda_channel import CondaChannel, build_standard_channel
 from wheels import build_wheel
 
 STARTUP_DEADLINE_S = 30.0
@@ -317,3 +318,12 @@ def gated_index(tmp_path: Path) -> Iterator[GatedIndex]:
         gate.set()
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def conda_channel(tmp_path_factory: pytest.TempPathFactory) -> CondaChannel:
+    """The standard local conda channel (tests/conda_channel.py), built once per session.
+
+    Shared: a test that adds packages works on ``conda_channel.copy_to(tmp_path / "channel")``.
+    """
+    return build_standard_channel(tmp_path_factory.mktemp("conda-channel"))
