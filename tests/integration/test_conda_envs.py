@@ -252,3 +252,30 @@ def test_unreachable_channel(tmp_path: Path) -> None:
     )
     assert "cannot read conda channels" in error.message
     assert str(tmp_path / "none") in error.message
+
+
+def test_sigkill_mid_install_leaves_no_entry_that_looks_complete(
+    conda_channel: CondaChannel, home: Path
+) -> None:
+    import signal
+    import time
+
+    prepared = prepare(RuntimeEnv.from_dict(conda(conda_channel, "tinybar", "tinycli")))
+    bucket = home / "runtime_resources" / "conda-v1"
+    process = subprocess.Popen(
+        [sys.executable, "-c", MATERIALIZE, json.dumps(prepared.to_dict())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not list(bucket.glob(".build-*/prefix")) and time.monotonic() < deadline:
+        assert process.poll() is None, "the build finished before it could be killed"
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not [path for path in bucket.iterdir() if path.is_dir() and path.name[0] != "."]
+    context = materialize(prepared)  # the next request builds it whole
+    try:
+        assert _module_version(context.python_executable, "tinyfoo") == "2.0"
+    finally:
+        release(context)
