@@ -193,27 +193,37 @@ def _pip_lines(value: Any, where: str, problems: list[str]) -> list[str]:
     lines: list[str] = []
     for index, item in enumerate(value):
         here = f"{where}[{index}]"
-        if not isinstance(item, str) or not item.strip():
+        text = item.strip() if isinstance(item, str) else ""
+        if not text:
             problems.append(f"{here}: expected a requirement string, got {item!r}")
             continue
-        line = _pip_option(item.strip(), here, problems) if item.strip()[0] == "-" else None
-        if line is None and item.strip()[0] != "-":
-            try:
-                line = canonical_requirement(item.strip())
-            except ValueError as error:
-                problems.append(invalid_requirement(here, item.strip(), str(error)))
+        line = (
+            _pip_option(text, here, problems)
+            if text[0] == "-"
+            else _pip_requirement(text, here, problems)
+        )
         if line is not None and line not in lines:
             lines.append(line)
     return lines
 
 
+def _pip_requirement(text: str, where: str, problems: list[str]) -> str | None:
+    try:
+        return canonical_requirement(text)
+    except ValueError as error:
+        problems.append(invalid_requirement(where, text, str(error)))
+        return None
+
+
 def _pip_option(text: str, where: str, problems: list[str]) -> str | None:
     """An option line in its canonical form (``--index-url URL``), or None with a problem."""
     try:
-        tokens = shlex.split(text.replace("=", " ", 1) if text.startswith("--") else text)
+        tokens = shlex.split(text)
     except ValueError as error:
         problems.append(f"{where}: cannot read {text!r} ({error})")
         return None
+    if len(tokens) == 1 and tokens[0].startswith("--") and "=" in tokens[0]:
+        tokens = tokens[0].split("=", 1)  # --index-url=URL
     name, values = tokens[0], tokens[1:]
     if name in PIP_FLAGS and not values:
         return name

@@ -202,3 +202,28 @@ def test_stock_ray_gets_the_locked_urls_and_pip_pins() -> None:
     assert ray["env_vars"] == {"MODE": "x"}
     named = translate.to_ray(RuntimeEnv._from_canonical({"conda": "my-env"}), "stock")
     assert named["conda"] == "my-env"
+
+
+def test_pip_option_lines_in_their_forms() -> None:
+    lines = [
+        "--index-url https://i.example/simple?a=b",
+        "--extra-index-url=https://j.example/simple",
+        "-f /wheels",
+        "-i https://k.example/simple",
+        "--no-index",
+        "six",
+    ]
+    conda = RuntimeEnv(conda={"dependencies": [{"pip": lines}]}).conda
+    env = CondaEnv.from_field(conda)  # type: ignore[arg-type]
+    assert env.pip == ("six",)
+    assert env.pip_options == (
+        "--index-url",
+        "https://i.example/simple?a=b",
+        "--extra-index-url",
+        "https://j.example/simple",
+        "--find-links",
+        "/wheels",
+        "--index-url",
+        "https://k.example/simple",
+        "--no-index",
+    )
