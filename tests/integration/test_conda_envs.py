@@ -279,3 +279,60 @@ def test_sigkill_mid_install_leaves_no_entry_that_looks_complete(
         assert _module_version(context.python_executable, "tinyfoo") == "2.0"
     finally:
         release(context)
+
+
+@pytest.fixture
+def gated_channel(conda_channel: CondaChannel, tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """The channel over HTTP; package downloads wait until the test opens the gate."""
+    import http.server
+    import threading
+    from functools import partial
+
+    directory = conda_channel.copy_to(tmp_path / "served").path
+    gate = threading.Event()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.endswith(".conda"):
+                gate.wait(120)
+            super().do_GET()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(Handler, directory=str(directory))
+    )
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", gate
+    finally:
+        gate.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_install_past_the_setup_timeout_is_killed_and_retried_at_once(
+    gated_channel: tuple[str, Any],
+) -> None:
+    import time
+
+    from runenv.errors import SetupTimeoutError
+
+    url, gate = gated_channel
+    definition = {"channels": [url], "dependencies": ["tinyfoo"]}
+    env = RuntimeEnv(conda=definition, config={"setup_timeout_seconds": 3})
+    prepared = prepare(env)  # solving reads the index: not gated
+    assert prepared.conda["lock"]["packages"][0]["url"].startswith(url)  # type: ignore[index]
+    with pytest.raises(SetupTimeoutError) as caught:
+        materialize(prepared)
+    assert caught.value.step == "conda install"
+    gate.set()
+    started = time.monotonic()
+    context = materialize(prepared)  # a timeout is not remembered as a failure
+    try:
+        assert _module_version(context.python_executable, "tinyfoo") == "2.0"
+        assert time.monotonic() - started < 60
+    finally:
+        release(context)
