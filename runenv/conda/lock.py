@@ -120,8 +120,8 @@ class CondaLock:
         return data
 
     def explicit_urls(self) -> list[str]:
-        """Each package as ``URL#sha256``-less URL list, in the order conda would link them
-        (conda's explicit files carry an md5 after ``#``)."""
+        """Each package's URL, with ``#md5`` as conda's explicit files write it (conda checks
+        no sha256 there), in the order of the lock."""
         return [f"{p.url}#{p.md5}" if p.md5 else p.url for p in self.packages]
 
 
