@@ -3,7 +3,8 @@
     python tests/rattler_solve.py --channel URL [--platform linux-64] [--prefix P --cache C]
         [--exit normal|release|os-exit] SPEC...
 
-Prints one JSON line: ``{"records": [{"name", "version", "url", "sha256"}, ...]}``; an
+Prints one JSON line: ``{"records": [{"name", "version", "url", "sha256"}, ...],
+"solve_seconds": S, "install_seconds": I}`` (I is 0 without ``--prefix``); an
 unsolvable spec prints the solver's message on stderr and exits 3. ``--exit`` picks the end:
 
 - ``normal``: return from main and let the interpreter finalize (may crash, see below);
@@ -24,29 +25,35 @@ import gc
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 UNSOLVABLE_EXIT = 3
 
 
-async def solve_and_install(arguments: argparse.Namespace) -> list[Any]:
+async def solve_and_install(arguments: argparse.Namespace, seconds: dict[str, float]) -> list[Any]:
     from rattler import install, solve
 
     platforms = [arguments.platform, "noarch"]
+    start = time.perf_counter()
     records: list[Any] = await solve([arguments.channel], arguments.specs, platforms=platforms)
+    seconds["solve_seconds"] = time.perf_counter() - start
     if arguments.prefix:
+        start = time.perf_counter()
         await install(
             records,
             Path(arguments.prefix),
             cache_dir=Path(arguments.cache),
             show_progress=False,
         )
+        seconds["install_seconds"] = time.perf_counter() - start
     return records
 
 
-def describe(records: list[Any]) -> dict[str, list[dict[str, str]]]:
+def describe(records: list[Any], seconds: dict[str, float]) -> dict[str, Any]:
     return {
+        **seconds,
         "records": [
             {
                 "name": record.name.normalized,
@@ -55,7 +62,7 @@ def describe(records: list[Any]) -> dict[str, list[dict[str, str]]]:
                 "sha256": record.sha256.hex() if record.sha256 else "",
             }
             for record in records
-        ]
+        ],
     }
 
 
@@ -74,8 +81,9 @@ def main() -> int:
         arguments.platform = str(Subdir.current())
     code = 0
     try:
-        records = asyncio.run(solve_and_install(arguments))
-        print(json.dumps(describe(records)))
+        seconds = {"solve_seconds": 0.0, "install_seconds": 0.0}
+        records = asyncio.run(solve_and_install(arguments, seconds))
+        print(json.dumps(describe(records, seconds)))
     except Exception as error:  # the solver's own message is what the tests look at
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         records, code = [], UNSOLVABLE_EXIT
