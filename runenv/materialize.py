@@ -17,7 +17,7 @@ from runenv import inputs, settings
 from runenv.cache import Builder, Entry, ResourceCache
 from runenv.context import Context
 from runenv.deadline import Deadline
-from runenv.envs import STEPS, Setup
+from runenv.envs import STEPS, Setup, conda
 from runenv.envs.python_env import lock_packages
 from runenv.envs.setup import StageCallback
 from runenv.setup_log import SetupLog
@@ -74,6 +74,7 @@ def prepare(
     if packages is not None and packages.lock is None:
         locked = lock_packages(packages, setup)
         portable = portable.replace(**{packages.tool: locked.to_field()})
+    portable = conda.lock(portable, setup)
     setup.check_deadline("prepare")
     return portable
 

@@ -18,6 +18,7 @@ DEFAULT_MAX_COMPRESSION_RATIO = 200
 JOB_ID_VARIABLE = "RUNENV_JOB_ID"
 JOB_ENV_VARIABLE = "RUNENV_JOB_RUNTIME_ENV"
 JOB_RETRY_BACKOFF_VARIABLE = "RUNENV_JOB_RETRY_BACKOFF_S"
+CONDA_CHANNELS_VARIABLE = "RUNENV_CONDA_CHANNELS"
 
 
 def runenv_home() -> Path:
@@ -119,6 +120,21 @@ def uv_cache_dir() -> Path:
     system, so installs are hard links, not copies)."""
     configured = os.environ.get("UV_CACHE_DIR")
     return Path(configured) if configured else runenv_home() / "uv-cache"
+
+
+def conda_cache_dir() -> Path:
+    """The node's one conda package cache, shared by every conda env (``RUNENV_CONDA_CACHE_DIR``,
+    else beside uv's): ``pkgs/`` holds extracted packages, ``repodata/`` channel indexes."""
+    configured = os.environ.get("RUNENV_CONDA_CACHE_DIR")
+    return Path(configured) if configured else runenv_home() / "conda-cache"
+
+
+def conda_default_channels() -> tuple[str, ...]:
+    """The channels of a conda env that names none: ``RUNENV_CONDA_CHANNELS`` (comma-separated
+    names or URLs, e.g. a mirror), else conda-forge."""
+    configured = os.environ.get(CONDA_CHANNELS_VARIABLE, "")
+    channels = tuple(part.strip() for part in configured.split(",") if part.strip())
+    return channels or ("conda-forge",)
 
 
 def _positive_number(name: str, default: float, *, allow_zero: bool = False) -> float:

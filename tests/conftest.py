@@ -325,7 +325,7 @@ def processes_under(home: Path, what: str) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         if str(home) in command and what in command:

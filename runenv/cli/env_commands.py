@@ -32,7 +32,7 @@ def schema() -> None:
 @env_app.command("validate")
 def validate(file: Path = typer.Argument(..., help="A runtime_env JSON or YAML file.")) -> None:
     """Print the normalized runtime_env of FILE, or what is wrong with it."""
-    env = RuntimeEnv.from_file(file)
+    env = _env_of(file)
     typer.echo(json.dumps(env.to_dict(), indent=2, sort_keys=True))
     print(f"valid runtime_env, key {env.key}", file=sys.stderr)
 
@@ -42,9 +42,13 @@ def create(
     file: Path = typer.Argument(..., help="A runtime_env JSON or YAML file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Set up the runtime env of FILE in this node's cache."""
+    """Set up the runtime env of FILE (a runtime_env, or a conda environment.yml) in this
+    node's cache."""
     context = _materialized(file, quiet)
     typer.echo(f"key:    {context.env_key}")
+    conda_prefix = context.env_vars.get("CONDA_PREFIX")
+    if conda_prefix:
+        typer.echo(f"prefix: {conda_prefix}")
     typer.echo(f"python: {context.python_executable}")
     if context.cwd:
         typer.echo(f"cwd:    {context.cwd}")
@@ -138,9 +142,21 @@ def _cache() -> ResourceCache:
 def _materialized(file: Path, quiet: bool) -> Context:
     from runenv.materialize import materialize
 
-    env = RuntimeEnv.from_file(file)
+    env = _env_of(file)
     with stage_reporter(quiet) as on_stage:
         return materialize(env, on_stage)
+
+
+def _env_of(file: Path) -> RuntimeEnv:
+    """The env of a runtime_env file, or of a conda environment.yml (a mapping with
+    ``dependencies`` and no runtime_env field) as ``{"conda": FILE}``."""
+    from runenv.spec import read_env_file
+
+    data = read_env_file(file)
+    conda_only = {"name", "channels", "dependencies", "variables", "prefix"}
+    if "dependencies" in data and set(data) <= conda_only:
+        return RuntimeEnv.from_dict({"conda": str(file.expanduser().resolve())})
+    return RuntimeEnv.from_dict(data, base_dir=None)
 
 
 def _entry_record(entry: EntryInfo) -> dict[str, object]:

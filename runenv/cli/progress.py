@@ -17,6 +17,7 @@ _VERBS = {
     "package": "packaging",
     "download": "downloading",
     "unpack": "unpacking",
+    "solve": "solving",
     "resolve": "resolving",
     "install": "installing",
     "cached": "cached",

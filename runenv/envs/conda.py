@@ -1,7 +1,5 @@
-"""``conda``: the name or prefix of an existing conda env is used as it is.
-
-Building a conda env from an environment.yml or an inline dict is not implemented yet: it needs
-py-rattler and a reachable conda channel. Until then such envs fail with a clear error.
+"""``conda``: an env built from a definition (an environment.yml or an inline mapping) by
+py-rattler (:mod:`runenv.conda`), or the name or prefix of an existing conda env, used as it is.
 """
 
 from __future__ import annotations
@@ -21,12 +19,10 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
     if spec is None:
         return context
     if isinstance(spec, dict):
-        raise EnvSetupError(
-            "building a conda env from a definition is not supported yet",
-            hint="create the env with conda/mamba and pass its name or prefix as `conda`, "
-            "or use `pip` / `uv`",
-            step="conda",
-        )
+        from runenv.conda.build import apply_built
+        from runenv.conda.spec import CondaEnv
+
+        return apply_built(CondaEnv.from_field(spec), setup, context)
     prefix = _find_prefix(spec)
     return context.with_changes(
         python_executable=str(prefix / "bin" / "python"),
@@ -34,6 +30,19 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
         env_vars={**context.env_vars, "CONDA_PREFIX": str(prefix), "CONDA_DEFAULT_ENV": spec},
         unset_vars=(*context.unset_vars, "PYTHONPATH", "PYTHONHOME"),
     )
+
+
+def lock(env: RuntimeEnv, setup: Setup) -> RuntimeEnv:
+    """``env`` with its conda definition locked (solved here), if it has one not yet locked."""
+    spec = env.conda
+    if not isinstance(spec, dict) or "lock" in spec:
+        return env
+    from runenv.conda.build import lock_env
+    from runenv.conda.spec import CondaEnv
+
+    locked = lock_env(CondaEnv.from_field(spec), setup)
+    assert locked.lock is not None
+    return env.replace(conda={**spec, "lock": locked.lock.to_field()})
 
 
 def _find_prefix(name_or_prefix: str) -> Path:

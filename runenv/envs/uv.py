@@ -177,9 +177,12 @@ def check_command(python: Path) -> list[str]:
     return [find_uv_bin(), "pip", "check", "--python", str(python)]
 
 
-def resolve(packages: PythonPackages, timeout: float | None) -> Lock:
-    """Pin ``packages`` for this interpreter and platform with ``uv pip compile``."""
+def resolve(packages: PythonPackages, timeout: float | None, for_python: str | None = None) -> Lock:
+    """Pin ``packages`` for this interpreter and platform with ``uv pip compile`` (for
+    ``for_python`` (a version) instead of this interpreter's, if given: a conda env's Python)."""
     options = resolution_options(packages.install_options)
+    if for_python is not None:
+        options += ["--python-version", for_python]
     command = [
         find_uv_bin(),
         "pip",
@@ -210,7 +213,8 @@ def resolve(packages: PythonPackages, timeout: float | None) -> Lock:
             step="resolve",
         )
     pinned = [line.strip() for line in result.stdout.decode().splitlines()]
-    return Lock(python_version(), tuple(line for line in pinned if line and line[0] != "#"))
+    pins = tuple(line for line in pinned if line and line[0] != "#")
+    return Lock(for_python or python_version(), pins)
 
 
 def resolution_options(options: Sequence[str]) -> list[str]:

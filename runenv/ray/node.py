@@ -92,23 +92,38 @@ def _check_prepared(env: RuntimeEnv) -> None:
             f"the env sent to this Ray node names local paths: {', '.join(local)}",
             hint="prepare the env first (runenv.materialize.prepare): code goes to URIs",
         )
-    packages = env.python_packages
-    if packages is None:
-        return
-    if packages.lock is None:
-        raise SpecError(
-            f"the env's {packages.tool} packages are not locked",
-            hint="prepare the env first (runenv.materialize.prepare): every node gets the lock",
-        )
+    _check_locked(env)
+    python = _locked_python(env)
     here = platform.python_version()
-    if packages.lock.python.split(".")[:2] != here.split(".")[:2]:
+    if python is not None and python.split(".")[:2] != here.split(".")[:2]:
         raise EnvSetupError(
-            f"the env was locked for Python {packages.lock.python}, and Ray on this node runs "
+            f"the env was locked for Python {python}, and Ray on this node runs "
             f"on Python {here} ({sys.executable}): a Ray worker can only run on the Python Ray "
             "is installed for",
             hint=f"prepare the env with Python {'.'.join(here.split('.')[:2])}, as the cluster",
             step="check",
         )
+
+
+def _check_locked(env: RuntimeEnv) -> None:
+    packages = env.python_packages
+    unlocked = packages is not None and packages.lock is None
+    conda = env.conda
+    if unlocked or (isinstance(conda, dict) and "lock" not in conda):
+        field = packages.tool if packages is not None else "conda"
+        raise SpecError(
+            f"the env's {field} packages are not locked",
+            hint="prepare the env first (runenv.materialize.prepare): every node gets the lock",
+        )
+
+
+def _locked_python(env: RuntimeEnv) -> str | None:
+    """The Python version the env's lock was made for (None: the env has no lock)."""
+    packages = env.python_packages
+    if packages is not None and packages.lock is not None:
+        return packages.lock.python
+    conda = env.conda
+    return str(conda["lock"]["python"]) if isinstance(conda, dict) else None
 
 
 def build(env: RuntimeEnv, report: Callable[[str, str], None]) -> NodeEnv:
@@ -183,6 +198,9 @@ def describe(node_env: NodeEnv) -> list[str]:
     venv = context.env_vars.get("VIRTUAL_ENV")
     if venv:
         lines.append(f"runenv: venv {venv}")
+    conda_prefix = context.env_vars.get("CONDA_PREFIX")
+    if conda_prefix:
+        lines.append(f"runenv: conda env {conda_prefix}")
     if context.cwd:
         lines.append(f"runenv: working dir {context.cwd}")
     if node_env.overlay is not None:
@@ -193,6 +211,11 @@ def describe(node_env: NodeEnv) -> list[str]:
 
 
 def locked_versions(env: RuntimeEnv) -> str:
+    conda = env.conda
+    if isinstance(conda, dict) and "lock" in conda:
+        pip = conda["lock"].get("pip") or {}
+        names = [f"{p['name']}={p['version']}" for p in conda["lock"]["packages"]]
+        return ", ".join([*names, *pip.get("requirements", ())])
     packages = env.python_packages
     if packages is None or packages.lock is None:
         return "(no Python packages)"

@@ -73,14 +73,9 @@ def plugin_env(prepared: RuntimeEnv) -> dict[str, Any]:
 
 def stock_env(prepared: RuntimeEnv) -> dict[str, Any]:
     """Ray's own fields: the same versions on every node, without runenv on the nodes' side."""
-    from runenv.errors import UsageError
-
-    if prepared.conda is not None:
-        raise UsageError(
-            "a conda env cannot run on a Ray cluster without runenv's plugin",
-            hint="start the nodes with `runenv ray start` (see docs/ray.md)",
-        )
     ray: dict[str, Any] = {}
+    if prepared.conda is not None:
+        ray["conda"] = stock_conda(prepared.conda)
     if prepared.working_dir:
         ray["working_dir"] = prepared.working_dir
     if prepared.py_modules:
@@ -92,10 +87,44 @@ def stock_env(prepared: RuntimeEnv) -> dict[str, Any]:
         if packages.install_options:
             field[install_options_key(packages.tool)] = list(packages.install_options)
         ray[packages.tool] = field
-    env_vars = prepared.env_vars
+    env_vars = {**_conda_variables(prepared.conda), **prepared.env_vars}
     if env_vars:
         ray["env_vars"] = env_vars
     return {**ray, **_ray_config(prepared)}
+
+
+def stock_conda(conda: str | dict[str, Any]) -> str | dict[str, Any]:
+    """Ray's ``conda`` field for a prepared conda env: an existing env's name as it is; a
+    locked definition as its explicit package URLs (``URL#md5``, as conda's explicit files
+    write them) and its pip pins with their option lines, so Ray's conda installs exactly
+    what was locked. URLs that hold ``${VAR}`` keep it: credentials do not go into Ray's
+    runtime_env."""
+    if isinstance(conda, str):
+        return conda
+    from runenv.conda.spec import CondaEnv
+
+    env = CondaEnv.from_field(conda)
+    if env.lock is None:
+        return {key: value for key, value in conda.items() if key != "variables"}
+    dependencies: list[Any] = env.lock.explicit_urls()
+    if env.lock.pip is not None and env.lock.pip.requirements:
+        options = [line for line in _pip_lines(conda) if line.startswith("-")]
+        dependencies.append({"pip": [*options, *env.lock.pip.requirements]})
+    return {"channels": list(env.lock.channels), "dependencies": dependencies}
+
+
+def _pip_lines(conda: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for dependency in conda.get("dependencies", ()):
+        if isinstance(dependency, dict):
+            lines += dependency.get("pip", ())
+    return lines
+
+
+def _conda_variables(conda: str | dict[str, Any] | None) -> dict[str, str]:
+    """An environment.yml's ``variables``, which runenv sets as env_vars (Ray's conda would
+    need them activated)."""
+    return dict(conda.get("variables", {})) if isinstance(conda, dict) else {}
 
 
 def _ray_config(prepared: RuntimeEnv) -> dict[str, Any]:

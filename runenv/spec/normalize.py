@@ -338,13 +338,20 @@ def _requirements(
 def _conda(value: str | dict[str, Any], base_dir: Path) -> str | dict[str, Any]:
     where = field_path(["conda"])
     if isinstance(value, dict):
-        return _json_mapping(value, where)
+        return _conda_definition(_json_mapping(value, where), where)
     if value.endswith(_CONDA_FILE_SUFFIXES):
         with _looking_at(where):
-            return _json_mapping(_read_conda_file(_local_path(value, base_dir), where), where)
+            path = _local_path(value, base_dir)
+            return _conda_definition(_json_mapping(_read_conda_file(path, where), where), where)
     if "/" in value:
         return str(_local_path(value, base_dir))  # the prefix of an existing env
     return value  # the name of an existing env
+
+
+def _conda_definition(value: dict[str, Any], where: str) -> dict[str, Any]:
+    from runenv.conda.spec import normalize_conda  # on use: it loads rattler's spec parser
+
+    return normalize_conda(value, where)
 
 
 def _read_conda_file(path: Path, where: str) -> Any:

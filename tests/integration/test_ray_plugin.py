@@ -373,3 +373,33 @@ def _setup_log_lines(node: Node, needle: str) -> list[str]:
     for log in logs.glob("runtime_env_setup-*.log"):
         lines += [line for line in log.read_text().splitlines() if needle in line]
     return lines
+
+
+def conda_probe() -> dict[str, Any]:
+    import importlib.util
+    import sys
+
+    import tinyfoo  # type: ignore[import-not-found]
+
+    return {
+        "version": tinyfoo.VERSION,
+        "prefix": sys.prefix,
+        "importable": {
+            name: importlib.util.find_spec(name) is not None for name in ("ray", "moto")
+        },
+    }
+
+
+def test_a_conda_env_is_built_from_its_lock_on_each_node(
+    cluster: RayCluster, driver: Callable[[], None], conda_channel: Any
+) -> None:
+    conda = {"channels": [conda_channel.url], "dependencies": ["tinyfoo=1.0"]}
+    runtime_env = plugin_env(RuntimeEnv(conda=conda))
+    for node in cluster.nodes:
+        task = ray.remote(conda_probe).options(
+            runtime_env=runtime_env, resources={node.resource: 1}
+        )
+        seen = ray.get(task.remote(), timeout=180)
+        assert seen["version"] == "1.0"
+        assert seen["prefix"].startswith(f"{node.runenv_home}/runtime_resources/conda-v1/")
+        assert seen["importable"] == {"ray": True, "moto": False}

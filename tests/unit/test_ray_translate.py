@@ -69,9 +69,8 @@ def test_stock_mode_spells_the_locked_pins_in_rays_own_fields() -> None:
     assert translate.expected_key(translate.to_ray(env, "stock")) is None
 
 
-def test_stock_mode_refuses_conda_and_empty_envs_translate_to_nothing() -> None:
-    with pytest.raises(UsageError, match="conda"):
-        translate.to_ray(prepared(conda="base"), "stock")
+def test_stock_mode_passes_a_conda_env_name_and_empty_envs_translate_to_nothing() -> None:
+    assert translate.to_ray(prepared(conda="base"), "stock")["conda"] == "base"
     assert translate.to_ray(prepared(), "plugin") == {}
 
 
