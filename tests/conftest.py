@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -68,6 +69,30 @@ def can_seal(scratch: Path) -> bool:
     sealed = os.geteuid() == 0 and integrity.seal(probe, manifest)
     integrity.unseal(probe)
     return sealed
+
+
+def sealed(entry_child: Path) -> bool:
+    """Whether the entry holding ``entry_child`` was sealed (root, where the kernel allows)."""
+    for parent in entry_child.parents:
+        manifest = parent.with_name(parent.name + ".manifest")
+        if manifest.is_file():
+            return "sealed" in manifest.read_text().split("\n", 1)[0]
+    raise AssertionError(f"no entry holds {entry_child}")
+
+
+def make_changeable(entry_child: Path) -> None:
+    """What changing an entry takes on purpose: unsealing it (root) and adding write bits."""
+    from runenv import integrity
+
+    for parent in entry_child.parents:
+        if parent.with_name(parent.name + ".manifest").is_file():
+            integrity.unseal(parent)
+            break
+    for path in (entry_child, *entry_child.parents):
+        if path.exists():
+            os.chmod(path, stat.S_IMODE(path.stat().st_mode) | stat.S_IWUSR)
+        if path.name == "runtime_resources":
+            break
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from conftest import can_seal
+from conftest import can_seal, make_changeable, sealed
 from wheels import build_wheel
 
 from runenv import RuntimeEnv
@@ -133,30 +133,6 @@ def module_file(context: Context) -> Path:
     found = run_python(context, "import runenv_demo_a; print(runenv_demo_a.__file__)")
     assert found.returncode == 0, found.stderr
     return Path(found.stdout.strip())
-
-
-def sealed(entry_child: Path) -> bool:
-    """Whether the entry holding ``entry_child`` was sealed (root, where the kernel allows)."""
-    for parent in entry_child.parents:
-        manifest = parent.with_name(parent.name + ".manifest")
-        if manifest.is_file():
-            return "sealed" in manifest.read_text().split("\n", 1)[0]
-    raise AssertionError(f"no entry holds {entry_child}")
-
-
-def make_changeable(entry_child: Path) -> None:
-    """What changing an entry takes on purpose: unsealing it (root) and adding write bits."""
-    from runenv import integrity
-
-    for parent in entry_child.parents:
-        if parent.with_name(parent.name + ".manifest").is_file():
-            integrity.unseal(parent)
-            break
-    for path in (entry_child, *entry_child.parents):
-        if path.exists():
-            os.chmod(path, stat.S_IMODE(path.stat().st_mode) | stat.S_IWUSR)
-        if path.name == "runtime_resources":
-            break
 
 
 def test_a_job_that_writes_into_its_env_changes_nothing_else(wheelhouse: Path, home: Path) -> None:

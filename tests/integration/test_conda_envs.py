@@ -18,6 +18,7 @@ from typing import Any
 import cloudpickle
 import pytest
 from conda_channel import CONFLICT_PAIR, OTHER_PLATFORM_ONLY, CondaChannel, python_module_package
+from conftest import make_changeable
 from wheels import build_wheel
 
 import runenv
@@ -212,9 +213,10 @@ def test_a_modified_entry_is_built_again(conda_channel: CondaChannel) -> None:
     release(context)
     prefix = Path(context.env_vars["CONDA_PREFIX"])
     module = next(prefix.glob("lib/python*/site-packages/tinyfoo/__init__.py"))
-    assert not os.stat(module).st_mode & 0o222  # published read-only
-    module.chmod(0o644)
-    module.write_text("VERSION = 'tampered'\n")
+    assert not os.stat(module).st_mode & 0o222  # published read-only (and sealed as root)
+    make_changeable(module)  # what changing it takes on purpose
+    module.unlink()
+    (module.parent / "__init__.py").write_text("VERSION = 'tampered'\n")
     stages: list[str] = []
     again = materialize(prepared, on_stage=lambda stage, detail: stages.append(stage))
     try:
