@@ -10,6 +10,9 @@ prints min / median seconds as a markdown table:
     an earlier install, new prefix. Plus the child's whole wall time (python start, import
     rattler, solve, install);
   - a new python process in a built env: ``PREFIX/bin/python -c "import tinybar"``;
+  - runenv: a cold ``runenv run`` of the env (fresh RUNENV_HOME: solve in prepare, install),
+    a warm one (the CLI's fast path), and a new process through the engine's path
+    (``materialize`` + start + wait) in the built env;
   - the ``conda``, ``mamba`` and ``micromamba`` binaries creating the same env, only where one
     is on PATH ("not installed" otherwise).
 Rows are :class:`Row` objects in :func:`rows`; a runenv row is one more entry there (its
@@ -96,6 +99,52 @@ def new_python_process(context: Context) -> Sample:
     return {"new python process in the built env (import tinybar)": time.perf_counter() - start}
 
 
+def runenv_runs(context: Context) -> Sample:
+    """Cold and warm ``runenv run`` of the env, from a fresh RUNENV_HOME."""
+    import os
+
+    directory = context.fresh_directory()
+    env_file = directory / "env.json"
+    env = {"conda": {"channels": [context.channel.url], "dependencies": context.specs}}
+    env_file.write_text(json.dumps(env))
+    past = time.time() - 10  # older than the racy window: the cold run records its recipe
+    os.utime(env_file, (past, past))
+    while time.time_ns() <= env_file.stat().st_ctime_ns + 2.1e9:  # ctime cannot be set back
+        time.sleep(0.05)
+    environ = {**os.environ, "RUNENV_HOME": str(directory / "home")}
+    command = [sys.executable, "-m", "runenv", "run", "--runtime-env", str(env_file), "--"]
+    command += ["python", "-c", "pass"]
+    sample = {}
+    for label in ("runenv run, cold (solve + install)", "runenv run, warm (fast path)"):
+        start = time.perf_counter()
+        subprocess.run(command, env=environ, cwd=directory, check=True, capture_output=True)
+        sample[label] = time.perf_counter() - start
+    return sample
+
+
+def runenv_new_process(context: Context) -> Sample:
+    """A new process in the built env through the engine's path: materialize + start + wait."""
+    import os
+
+    os.environ["RUNENV_HOME"] = str(context.scratch / "engine-home")
+    from runenv import RuntimeEnv
+    from runenv.context import start_process
+    from runenv.materialize import materialize, prepare, release
+
+    env = {"conda": {"channels": [context.channel.url], "dependencies": context.specs}}
+    prepared = prepare(RuntimeEnv.from_dict(env))
+    release(materialize(prepared))  # built once
+    start = time.perf_counter()
+    built = materialize(prepared)
+    start_process(built, ["python", "-c", "import tinybar"]).wait()
+    release(built)
+    return {
+        "runenv: new process in the built env (materialize + start + wait)": (
+            time.perf_counter() - start
+        )
+    }
+
+
 def binary_row(binary: str) -> Row:
     def measure(context: Context) -> Sample:
         prefix = context.fresh_directory() / "env"
@@ -116,6 +165,8 @@ def rows() -> list[Row]:
         Row("py-rattler cold", rattler_cold),
         Row("py-rattler warm", rattler_warm),
         Row("new process", new_python_process),
+        Row("runenv run", runenv_runs),
+        Row("runenv new process", runenv_new_process),
         *(binary_row(binary) for binary in BINARIES),
     ]
 
@@ -138,16 +189,25 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-conda-") as scratch:
-        start = time.perf_counter()
-        channel = build_standard_channel(Path(scratch) / "channel")
-        build_seconds = time.perf_counter() - start
-        specs = [f"python={channel.python.major_minor}", "tinybar", "tinycli"]
-        context = Context(channel, specs, Path(scratch))
-        print(f"specs: {' '.join(specs)}; {arguments.repeat} runs each; seconds min / median\n")
-        print("| what | seconds (min / median) |\n|---|---|")
-        print(f"| build the local test channel (once) | {build_seconds:.3f} |")
-        for label, value in run_rows(context, arguments.repeat):
-            print(f"| {label} | {value} |", flush=True)
+        try:
+            measure(arguments.repeat, Path(scratch))
+        finally:  # runenv's entries are sealed when run as root: rm -rf cannot remove them
+            from runenv.cache import remove_tree
+
+            remove_tree(Path(scratch))
+
+
+def measure(repeat: int, scratch: Path) -> None:
+    start = time.perf_counter()
+    channel = build_standard_channel(scratch / "channel")
+    build_seconds = time.perf_counter() - start
+    specs = [f"python={channel.python.major_minor}", "tinybar", "tinycli"]
+    context = Context(channel, specs, scratch)
+    print(f"specs: {' '.join(specs)}; {repeat} runs each; seconds min / median\n")
+    print("| what | seconds (min / median) |\n|---|---|")
+    print(f"| build the local test channel (once) | {build_seconds:.3f} |")
+    for label, value in run_rows(context, repeat):
+        print(f"| {label} | {value} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runenv import RuntimeEnv, integrity
-from runenv.cache import ResourceCache
+from runenv.cache import ResourceCache, remove_tree
 from runenv.context import start_process
 from runenv.materialize import materialize, release
 
@@ -83,9 +83,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="runenv-bench-integrity-") as scratch:
         try:
             measure(args, Path(scratch))
-        finally:
-            for home in Path(scratch).glob("*/runtime_resources"):  # sealed: rm -rf cannot
-                ResourceCache(home).gc()
+        finally:  # runenv's entries are sealed when run as root: rm -rf cannot remove them
+            remove_tree(Path(scratch))
 
 
 def measure(args: argparse.Namespace, work: Path) -> None:

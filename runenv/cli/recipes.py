@@ -13,7 +13,8 @@ A stat can look unchanged after a change when both happen within the file system
 granularity ("racily clean", in git's terms). So, as the packaging hash cache does, nothing is
 recorded when an input changed less than ``RACY_WINDOW_NS`` before the setup started: a change
 after the start would then show as a later ctime. The next run records it instead.
-Envs with a ``conda`` field are not recorded: finding a named env depends on more of the node.
+Envs naming an existing conda env are not recorded: finding it depends on more of the node. A
+conda env built from a definition is recorded as a pip env is (its lock is a cache entry).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def write(
     ``stored`` are content-addressed files that must still be there (never rewritten in place,
     so a just-written one is trusted at once).
     """
-    if env.conda is not None:
+    if isinstance(env.conda, str):
         return
     excluded = _not_inputs()
     opened = {path for path in recording.opened if not _is_excluded(path, excluded)}

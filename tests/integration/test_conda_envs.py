@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -338,3 +339,17 @@ def test_an_install_past_the_setup_timeout_is_killed_and_retried_at_once(
         assert time.monotonic() - started < 60
     finally:
         release(context)
+
+
+def test_a_warm_run_takes_the_fast_path(conda_channel: CondaChannel, tmp_path: Path) -> None:
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps(conda(conda_channel, "tinyfoo")))
+    # Inputs changed within the racy window are not recorded (runenv.cli.recipes): wait it out.
+    while time.time_ns() <= env_file.stat().st_ctime_ns + 2.1e9:
+        time.sleep(0.05)
+    args = ["run", "--runtime-env", str(env_file), "--", "python", "-m", "tinyfoo"]
+    cold = run_cli(*args, cwd=tmp_path)
+    warm = run_cli(*args, cwd=tmp_path)
+    assert cold.returncode == warm.returncode == 0, cold.stderr + warm.stderr
+    assert cold.stdout == warm.stdout == "2.0\n"
+    assert "runenv:" in cold.stderr and warm.stderr == ""  # no setup output: the fast path
