@@ -353,3 +353,17 @@ def test_a_warm_run_takes_the_fast_path(conda_channel: CondaChannel, tmp_path: P
     assert cold.returncode == warm.returncode == 0, cold.stderr + warm.stderr
     assert cold.stdout == warm.stdout == "2.0\n"
     assert "runenv:" in cold.stderr and warm.stderr == ""  # no setup output: the fast path
+
+
+def test_a_job_uses_the_cli_tool_and_the_python_package(
+    conda_channel: CondaChannel, tmp_path: Path
+) -> None:
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps(conda(conda_channel, "tinybar", "tinycli")))
+    entrypoint = "tinycli from-a-job && python -c 'import tinybar; print(tinybar.FOO_VERSION)'"
+    submitted = run_cli(
+        "job", "submit", "--runtime-env", str(env_file), "--", "sh", "-c", entrypoint
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assert "tinycli 1.0 from-a-job\n2.0\n" in submitted.stdout
+    assert "succeeded" in submitted.stderr
