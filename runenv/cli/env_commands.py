@@ -50,8 +50,8 @@ def create(
     if conda_prefix:
         typer.echo(f"prefix: {conda_prefix}")
     typer.echo(f"python: {context.python_executable}")
-    if context.cwd:
-        typer.echo(f"cwd:    {context.cwd}")
+    for entry, _ in context.fresh_copies:  # the copy made for this command is gone with it
+        typer.echo(f"code:   {entry} (read-only: each run works in a copy of its own)")
     typer.echo(f"log:    {context.setup_log}")
 
 

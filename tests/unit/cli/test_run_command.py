@@ -133,9 +133,10 @@ def test_env_create_list_show_gc(environ: dict[str, str], tmp_path: Path) -> Non
     env_file.write_text(json.dumps({"working_dir": str(project)}))
     created = runenv("env", "create", str(env_file), "-q", environ=environ)
     assert created.returncode == 0, created.stderr
-    assert "cwd:" in created.stdout
     listed = json.loads(runenv("env", "list", "--json", environ=environ).stdout)
     assert [(entry["kind"], entry["in_use"]) for entry in listed] == [("working_dir", False)]
+    code = f"{listed[0]['path']}/code"  # the entry, not the copy its command worked in
+    assert f"code:   {code} (read-only: each run works in a copy of its own)" in created.stdout
     shown = json.loads(runenv("env", "show", listed[0]["key"][:10], environ=environ).stdout)
     assert shown["path"] == listed[0]["path"]
     table = runenv("env", "list", environ=environ).stdout
