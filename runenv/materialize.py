@@ -21,7 +21,7 @@ from runenv.envs import STEPS, Setup
 from runenv.envs.python_env import lock_packages
 from runenv.envs.setup import StageCallback
 from runenv.setup_log import SetupLog
-from runenv.spec import RuntimeEnv
+from runenv.spec import PythonPackages, RuntimeEnv
 from runenv.upload import make_portable
 
 if TYPE_CHECKING:
@@ -72,10 +72,19 @@ def prepare(
     )
     packages = portable.python_packages
     if packages is not None and packages.lock is None:
-        locked = lock_packages(packages, setup)
+        locked = lock_packages(packages, setup, portable.config.platforms)
         portable = portable.replace(**{packages.tool: locked.to_field()})
     setup.check_deadline("prepare")
     return portable
+
+
+def lock(env: RuntimeEnv, on_stage: StageCallback | None = None) -> PythonPackages | None:
+    """The env's ``pip``/``uv`` packages with their lock (resolved for ``config.platforms``
+    unless the env names a lock file already); None for an env without them."""
+    packages = env.python_packages
+    if packages is None or packages.lock is not None:
+        return packages
+    return lock_packages(packages, new_setup(env, on_stage), env.config.platforms)
 
 
 def release(context: Context) -> None:

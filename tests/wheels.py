@@ -15,8 +15,10 @@ def build_wheel(
     modules: dict[str, str] | None = None,
     requires: list[str] | None = None,
     extras: dict[str, list[str]] | None = None,
+    tag: str = "py3-none-any",
 ) -> Path:
-    """Write ``<name>-<version>-py3-none-any.whl`` into ``directory``.
+    """Write ``<name>-<version>-<tag>.whl`` into ``directory`` (``tag``: e.g.
+    ``cp311-cp311-manylinux_2_17_aarch64`` for a platform's own wheel).
 
     ``modules`` maps paths inside the wheel (e.g. ``"demo_a/__init__.py"``) to their source;
     by default a package named like the distribution that knows its version. ``extras`` maps
@@ -33,13 +35,13 @@ def build_wheel(
         metadata += "".join(f'Requires-Dist: {r}; extra == "{extra}"\n' for r in extra_requires)
     files[f"{dist_info}/METADATA"] = metadata
     files[f"{dist_info}/WHEEL"] = (
-        "Wheel-Version: 1.0\nGenerator: runenv-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        f"Wheel-Version: 1.0\nGenerator: runenv-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
     )
     record = [
         f"{path},{_record_hash(content)},{len(content.encode())}" for path, content in files.items()
     ]
     record.append(f"{dist_info}/RECORD,,")
-    wheel = directory / f"{package}-{version}-py3-none-any.whl"
+    wheel = directory / f"{package}-{version}-{tag}.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         for path, content in files.items():
             archive.writestr(path, content)

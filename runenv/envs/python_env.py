@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from runenv import integrity
 from runenv.context import Context
 from runenv.digests import key_of
-from runenv.envs import uv
+from runenv.envs import pylock, uv
 from runenv.envs.setup import Setup
 from runenv.errors import EnvSetupError
 from runenv.spec import Lock, PythonPackages, RuntimeEnv
@@ -49,18 +51,22 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
     )
 
 
-def lock_packages(packages: PythonPackages, setup: Setup) -> PythonPackages:
-    """``packages`` with a lock resolved on this machine.
+def lock_packages(
+    packages: PythonPackages, setup: Setup, platforms: Sequence[str] | None = None
+) -> PythonPackages:
+    """``packages`` with a lock resolved on this machine for ``platforms`` (default: this
+    machine's and Linux x86_64 and aarch64).
 
     Locks are cached by what they resolve, as Ray caches a pip env by its requirements: the
     same unpinned requirements keep the versions they were first resolved to on this node.
     """
+    platforms = tuple(platforms or pylock.default_platforms())
 
     def build(staging: Path) -> dict[str, object]:
         setup.report("resolve", ", ".join(packages.packages))
         setup.log.write(f"resolving {list(packages.packages)}")
         try:
-            lock = uv.resolve(packages, setup.deadline.remaining())
+            lock = uv.resolve(packages, platforms, setup.deadline.remaining())
         except EnvSetupError as error:
             setup.log.write(error.message)
             error.log_path = str(setup.log.path)
@@ -69,7 +75,9 @@ def lock_packages(packages: PythonPackages, setup: Setup) -> PythonPackages:
         (staging / LOCK_FILE).write_text(json.dumps(lock.to_field()))
         return {"packages": list(packages.packages), "python": lock.python}
 
-    key = key_of({"python": uv.python_version(), "packages": packages.to_field()})
+    key = key_of(
+        {"python": uv.python_version(), "packages": packages.to_field(), "platforms": platforms}
+    )
     entry = setup.acquire(LOCK_KIND, key, build, f"lock of {', '.join(packages.packages)}")
     lock = Lock.from_field(json.loads((entry / LOCK_FILE).read_text()))
     return dataclasses.replace(packages, lock=lock)
@@ -90,7 +98,9 @@ def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) 
     if packages.version:
         command = uv.seed_command(python, packages.tool, packages.version, packages.install_options)
         setup.run(command, f"installing {packages.tool}", environment)
-    if lock.requirements:
+    if lock.pylock is not None:
+        _install_pylock(packages, lock, lock.pylock, venv, setup)
+    elif lock.requirements:
         requirements = venv.parent / "requirements.lock"
         requirements.write_text("\n".join(lock.requirements) + "\n")
         setup.report("install", ", ".join(lock.requirements))
@@ -98,3 +108,21 @@ def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) 
         setup.run(command, f"installing {packages.tool} packages", environment)
     if packages.check:
         setup.run(uv.check_command(python), f"{packages.tool} check", environment)
+
+
+def _install_pylock(
+    packages: PythonPackages, lock: Lock, data: Mapping[str, Any], venv: Path, setup: Setup
+) -> None:
+    here = pylock.here()
+    if lock.platforms and here not in lock.platforms:
+        raise EnvSetupError(
+            f"the env was locked for {', '.join(lock.platforms)}, and this node is {here}",
+            hint=f"add {here} to config.platforms in the runtime_env and submit it again",
+            step="install",
+        )
+    lock_file = venv.parent / pylock.FILE_NAME
+    lock_file.write_text(pylock.render(data))
+    setup.report("install", ", ".join(lock.requirements))
+    python = venv / "bin" / "python"
+    command = uv.pylock_install_command(python, lock_file, packages.install_options)
+    setup.run(command, f"installing {packages.tool} packages", uv.env())

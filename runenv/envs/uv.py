@@ -178,8 +178,12 @@ def check_command(python: Path) -> list[str]:
     return [find_uv_bin(), "pip", "check", "--python", str(python)]
 
 
-def resolve(packages: PythonPackages, timeout: float | None) -> Lock:
-    """Pin ``packages`` for this interpreter and platform with ``uv pip compile``."""
+def resolve(packages: PythonPackages, platforms: Sequence[str], timeout: float | None) -> Lock:
+    """Pin ``packages`` once for every platform in ``platforms``: a universal resolution
+    written as a PEP 751 lock (every file by URL and sha256, markers kept), trimmed to what
+    those platforms use and checked to have a file for each of them."""
+    from runenv.envs import pylock
+
     options = resolution_options(packages.install_options)
     command = [
         find_uv_bin(),
@@ -188,8 +192,12 @@ def resolve(packages: PythonPackages, timeout: float | None) -> Lock:
         "-",
         "--python",
         sys.executable,
+        "--universal",
+        "--python-version",
+        python_version(),
+        "--format",
+        "pylock.toml",
         "--no-header",
-        "--no-annotate",
         *options,
     ]
     requirements = ("\n".join(packages.packages) + "\n").encode()
@@ -210,8 +218,27 @@ def resolve(packages: PythonPackages, timeout: float | None) -> Lock:
             hint="check the requirement names and versions, and the index options",
             step="resolve",
         )
-    pinned = [line.strip() for line in result.stdout.decode().splitlines()]
-    return Lock(python_version(), tuple(line for line in pinned if line and line[0] != "#"))
+    universal = pylock.parse(result.stdout.decode(), "uv's lock")
+    trimmed = pylock.for_platforms(universal, platforms, python_version())
+    return Lock(python_version(), pylock.pins(trimmed), pylock=trimmed, platforms=tuple(platforms))
+
+
+def pylock_install_command(python: Path, lock_file: Path, options: Sequence[str]) -> list[str]:
+    """Install exactly the files a PEP 751 lock names for this node (uv picks them by marker
+    and tag, checks their hashes)."""
+    return [
+        find_uv_bin(),
+        "pip",
+        "install",
+        "--python",
+        str(python),
+        "--preview-features",
+        "pylock",
+        "--compile-bytecode",
+        "-r",
+        str(lock_file),
+        *options,
+    ]
 
 
 def resolution_options(options: Sequence[str]) -> list[str]:
