@@ -18,7 +18,7 @@ from runenv.cache import Builder, Entry, ResourceCache
 from runenv.context import Context
 from runenv.deadline import Deadline
 from runenv.envs import STEPS, Setup
-from runenv.envs.python_env import lock_packages
+from runenv.envs.python_env import lock_packages, publish_wheels
 from runenv.envs.setup import StageCallback
 from runenv.setup_log import SetupLog
 from runenv.spec import PythonPackages, RuntimeEnv
@@ -71,9 +71,13 @@ def prepare(
         env, on_packaged=lambda path, package: setup.report("package", path), store=store
     )
     packages = portable.python_packages
+    locked_here = packages is not None and packages.lock is None
     if packages is not None and packages.lock is None:
         locked = lock_packages(packages, setup, portable.config.platforms)
         portable = portable.replace(**{packages.tool: locked.to_field()})
+    # The files a lock names go to upload_path; a lock made elsewhere was published there
+    # already, so here only what can be fetched is added (a node may have no index).
+    publish_wheels(portable, setup, strict=locked_here)
     setup.check_deadline("prepare")
     return portable
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 import zipfile
 from pathlib import Path
+
+CP = f"cp{sys.version_info.major}{sys.version_info.minor}"
+LINUX_TAGS = {"x86_64": "manylinux_2_17_x86_64", "aarch64": "manylinux_2_17_aarch64"}
 
 
 def build_wheel(
@@ -47,6 +51,27 @@ def build_wheel(
             archive.writestr(path, content)
         archive.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
     return wheel
+
+
+def platform_wheels(directory: Path) -> Path:
+    """``app`` (pure) needing ``native`` everywhere, ``armonly`` on aarch64 and ``maconly`` on
+    macOS; ``native`` as one wheel per Linux machine, each knowing which it is."""
+    build_wheel(
+        directory,
+        "app",
+        "1.0",
+        requires=[
+            "native",
+            'armonly; platform_machine == "aarch64"',
+            'maconly; sys_platform == "darwin"',
+        ],
+    )
+    build_wheel(directory, "armonly", "1.0")
+    build_wheel(directory, "maconly", "1.0")
+    for machine, tag in LINUX_TAGS.items():
+        modules = {"native/__init__.py": f"ARCH = {machine!r}\n"}
+        build_wheel(directory, "native", "1.0", modules=modules, tag=f"{CP}-{CP}-{tag}")
+    return directory
 
 
 def _record_hash(content: str) -> str:

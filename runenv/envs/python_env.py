@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from runenv import integrity
 from runenv.context import Context
 from runenv.digests import key_of
-from runenv.envs import pylock, uv
+from runenv.envs import pylock, uv, wheelhouse
 from runenv.envs.setup import Setup
 from runenv.errors import EnvSetupError
 from runenv.spec import Lock, PythonPackages, RuntimeEnv
@@ -37,7 +38,7 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
         raise RuntimeError("python_env.apply needs a prepared env: see runenv.materialize")
 
     def build(staging: Path) -> dict[str, object]:
-        _build_venv(packages, lock, staging / "venv", setup)
+        _build_venv(packages, lock, staging / "venv", setup, env.upload_path)
         return {"tool": packages.tool, "python": lock.python, "packages": list(packages.packages)}
 
     key = key_of(packages.to_field())  # the lock included: the exact versions
@@ -83,7 +84,20 @@ def lock_packages(
     return dataclasses.replace(packages, lock=lock)
 
 
-def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) -> None:
+def publish_wheels(env: RuntimeEnv, setup: Setup, *, strict: bool) -> None:
+    """Put the files the env's lock names into its ``upload_path`` (see runenv.envs.wheelhouse)."""
+    packages = env.python_packages
+    if env.upload_path is None or packages is None or packages.lock is None:
+        return
+    if packages.lock.pylock is not None:
+        from runenv.storage import Store
+
+        wheelhouse.publish(packages.lock, Store(env.upload_path), setup, strict=strict)
+
+
+def _build_venv(
+    packages: PythonPackages, lock: Lock, venv: Path, setup: Setup, upload_path: str | None
+) -> None:
     environment = uv.env()
     python = venv / "bin" / "python"
     interpreter = uv.interpreter_for(lock)
@@ -99,7 +113,7 @@ def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) 
         command = uv.seed_command(python, packages.tool, packages.version, packages.install_options)
         setup.run(command, f"installing {packages.tool}", environment)
     if lock.pylock is not None:
-        _install_pylock(packages, lock, lock.pylock, venv, setup)
+        _install_pylock(packages, lock, venv, setup, upload_path)
     elif lock.requirements:
         requirements = venv.parent / "requirements.lock"
         requirements.write_text("\n".join(lock.requirements) + "\n")
@@ -111,7 +125,7 @@ def _build_venv(packages: PythonPackages, lock: Lock, venv: Path, setup: Setup) 
 
 
 def _install_pylock(
-    packages: PythonPackages, lock: Lock, data: Mapping[str, Any], venv: Path, setup: Setup
+    packages: PythonPackages, lock: Lock, venv: Path, setup: Setup, upload_path: str | None
 ) -> None:
     here = pylock.here()
     if lock.platforms and here not in lock.platforms:
@@ -120,9 +134,16 @@ def _install_pylock(
             hint=f"add {here} to config.platforms in the runtime_env and submit it again",
             step="install",
         )
+    assert lock.pylock is not None
+    data: Mapping[str, Any] = lock.pylock
+    if upload_path is not None:
+        from runenv.storage import Store
+
+        data = wheelhouse.localized(lock, Store(upload_path), venv.parent / "wheels", setup)
     lock_file = venv.parent / pylock.FILE_NAME
     lock_file.write_text(pylock.render(data))
     setup.report("install", ", ".join(lock.requirements))
     python = venv / "bin" / "python"
     command = uv.pylock_install_command(python, lock_file, packages.install_options)
     setup.run(command, f"installing {packages.tool} packages", uv.env())
+    shutil.rmtree(venv.parent / "wheels", ignore_errors=True)  # installed: not kept twice

@@ -237,8 +237,22 @@ def pylock_install_command(python: Path, lock_file: Path, options: Sequence[str]
         "--compile-bytecode",
         "-r",
         str(lock_file),
-        *options,
+        *install_only_options(options),
     ]
+
+
+def install_only_options(options: Sequence[str]) -> list[str]:
+    """The installer options that do not steer resolution: what a lock's install keeps (a
+    lock names every file, so index and find-links options would only fail where the index
+    cannot be reached)."""
+    kept: list[str] = []
+    keep = True
+    for token in options:
+        if token.startswith("-"):
+            keep = token.split("=", 1)[0] not in _RESOLUTION_OPTIONS
+        if keep:
+            kept.append(token)
+    return kept
 
 
 def resolution_options(options: Sequence[str]) -> list[str]:

@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 from uv import find_uv_bin
-from wheels import build_wheel
+from wheels import CP, LINUX_TAGS, build_wheel, platform_wheels
 
 from runenv.envs import pylock
 
 RUNENV = [sys.executable, "-m", "runenv"]
-CP = f"cp{sys.version_info.major}{sys.version_info.minor}"
-LINUX_TAGS = {"x86_64": "manylinux_2_17_x86_64", "aarch64": "manylinux_2_17_aarch64"}
 
 
 @pytest.fixture(autouse=True)
@@ -24,27 +22,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RUNENV_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("UV_CACHE_DIR", raising=False)
     return tmp_path / "home"
-
-
-def platform_wheels(directory: Path) -> Path:
-    """``app`` (pure) needing ``native`` everywhere, ``armonly`` on aarch64 and ``maconly`` on
-    macOS; ``native`` as one wheel per Linux machine, each knowing which it is."""
-    build_wheel(
-        directory,
-        "app",
-        "1.0",
-        requires=[
-            "native",
-            'armonly; platform_machine == "aarch64"',
-            'maconly; sys_platform == "darwin"',
-        ],
-    )
-    build_wheel(directory, "armonly", "1.0")
-    build_wheel(directory, "maconly", "1.0")
-    for machine, tag in LINUX_TAGS.items():
-        modules = {"native/__init__.py": f"ARCH = {machine!r}\n"}
-        build_wheel(directory, "native", "1.0", modules=modules, tag=f"{CP}-{CP}-{tag}")
-    return directory
 
 
 @pytest.fixture

@@ -1,0 +1,115 @@
+"""The wheelhouse: node A locks and uploads every file its lock names to S3 (moto); node B,
+another RUNENV_HOME whose index is a closed port and whose find-links are gone, builds the env
+from the store alone; a file changed in the store is refused by its digest."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from wheels import CP, LINUX_TAGS, platform_wheels
+
+if TYPE_CHECKING:
+    from conftest import MotoS3
+
+NODE = """
+import json, sys
+from runenv import RuntimeEnv
+from runenv.context import start_process
+from runenv.materialize import materialize, prepare
+env = RuntimeEnv._from_canonical(json.loads(sys.argv[1]))
+if sys.argv[2] == "prepare":
+    print(json.dumps(prepare(env).to_dict()))
+    sys.exit(0)
+context = materialize(env)
+process = start_process(context, ["python", "-c", "import native; print(native.ARCH)"])
+sys.exit(process.wait())
+"""
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def node(home: Path, env: dict[str, Any], action: str) -> subprocess.CompletedProcess[str]:
+    """A process as a node with its own RUNENV_HOME and uv cache; every index a closed port."""
+    index = f"http://127.0.0.1:{closed_port()}/simple"
+    environment = {**os.environ, "RUNENV_HOME": str(home), "UV_INDEX_URL": index}
+    environment.update(PIP_INDEX_URL=index, UV_DEFAULT_INDEX=index)
+    environment.pop("UV_CACHE_DIR", None)
+    command = [sys.executable, "-c", NODE, json.dumps(env), action]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+
+
+@pytest.fixture
+def prepared(tmp_path: Path, s3_bucket: str) -> dict[str, Any]:
+    """The env as node A prepared it (locked, its files uploaded), with the local wheels it
+    was locked from moved away: nothing but the store holds them now."""
+    wheels = platform_wheels(tmp_path / "wheels")
+    env = {
+        "pip": {
+            "packages": ["app"],
+            "pip_install_options": ["--no-index", "--find-links", str(wheels)],
+        },
+        "upload_path": f"s3://{s3_bucket}/runenv",
+    }
+    from runenv import RuntimeEnv
+
+    canonical = RuntimeEnv.from_dict(env).to_dict()
+    result = node(tmp_path / "node-a", canonical, "prepare")
+    assert result.returncode == 0, result.stderr
+    shutil.rmtree(wheels)
+    return dict(json.loads(result.stdout))
+
+
+def stored(bucket: str) -> list[str]:
+    listing = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="runenv/wheels/")
+    return sorted(item["Key"].rsplit("/", 1)[-1] for item in listing.get("Contents", []))
+
+
+def test_every_file_of_the_lock_is_uploaded_once(
+    prepared: dict[str, Any], s3_bucket: str, tmp_path: Path, moto_s3: MotoS3
+) -> None:
+    natives = [f"native-1.0-{CP}-{CP}-{tag}.whl" for tag in LINUX_TAGS.values()]
+    assert stored(s3_bucket) == sorted(
+        ["app-1.0-py3-none-any.whl", "armonly-1.0-py3-none-any.whl", *natives]
+    )
+    puts = moto_s3.count_requests("PUT", f"/{s3_bucket}/runenv/wheels/")
+    again = node(tmp_path / "node-a2", prepared, "prepare")  # another node, the same lock
+    assert again.returncode == 0, again.stderr
+    assert moto_s3.count_requests("PUT", f"/{s3_bucket}/runenv/wheels/") == puts
+
+
+def test_node_without_index_materializes_from_the_store(
+    prepared: dict[str, Any], s3_bucket: str, tmp_path: Path, moto_s3: MotoS3
+) -> None:
+    gets = moto_s3.count_requests("GET", f"/{s3_bucket}/runenv/wheels/")
+    result = node(tmp_path / "node-b", prepared, "materialize")
+    assert result.returncode == 0, result.stderr
+    machine = "aarch64" if os.uname().machine == "aarch64" else "x86_64"
+    assert result.stdout.strip() == machine
+    assert moto_s3.count_requests("GET", f"/{s3_bucket}/runenv/wheels/") > gets
+
+
+def test_a_changed_file_in_the_store_is_refused(
+    prepared: dict[str, Any], s3_bucket: str, tmp_path: Path
+) -> None:
+    client = boto3.client("s3")
+    listing = client.list_objects_v2(Bucket=s3_bucket, Prefix="runenv/wheels/")
+    for item in listing["Contents"]:
+        if item["Key"].endswith(".whl") and "/native-" in item["Key"]:
+            client.put_object(Bucket=s3_bucket, Key=item["Key"], Body=b"not the wheel")
+    result = node(tmp_path / "node-c", prepared, "materialize")
+    assert result.returncode != 0
+    assert "does not match the digest in its name: it was not used" in result.stderr
