@@ -74,6 +74,63 @@ def platform_wheels(directory: Path) -> Path:
     return directory
 
 
+_BACKEND = """
+import base64, hashlib, os, zipfile
+
+NAME, VERSION = {name!r}, {version!r}
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def _hash(data):
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return "sha256=" + digest
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    dist_info = NAME + "-" + VERSION + ".dist-info"
+    files = {{
+        NAME + "/__init__.py": "BUILT_BY = " + repr(os.environ.get("RUNENV_HOME", "")) + "\\n",
+        dist_info + "/METADATA": "Metadata-Version: 2.1\\nName: " + NAME + "\\nVersion: "
+        + VERSION + "\\n",
+        dist_info + "/WHEEL": "Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }}
+    filename = NAME + "-" + VERSION + "-py3-none-any.whl"
+    record = [p + "," + _hash(t.encode()) + "," + str(len(t)) for p, t in files.items()]
+    with zipfile.ZipFile(os.path.join(wheel_directory, filename), "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+        archive.writestr(dist_info + "/RECORD", "\\n".join(record + [dist_info + "/RECORD,,"]))
+    return filename
+"""
+
+
+def build_sdist(directory: Path, name: str, version: str) -> Path:
+    """Write ``<name>-<version>.tar.gz``: an sdist whose in-tree build backend needs nothing
+    from an index, and whose wheel says which ``RUNENV_HOME`` built it (``BUILT_BY``)."""
+    import io
+    import tarfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    root = f"{name}-{version}"
+    files = {
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+        'backend-path = ["."]\n',
+        "backend.py": _BACKEND.format(name=name, version=version),
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    }
+    sdist = directory / f"{root}.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for path, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{root}/{path}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return sdist
+
+
 def _record_hash(content: str) -> str:
     digest = hashlib.sha256(content.encode()).digest()
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

@@ -10,11 +10,12 @@ keeps its URL. The env's key does not change: the lock names the same files eith
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runenv import store_layout
+from runenv import store_layout, uris
 from runenv.digests import file_digest, key_of
 from runenv.envs import archives, pylock
 from runenv.envs.setup import Setup
@@ -78,10 +79,7 @@ def localized(lock: Lock, store: Store, directory: Path, setup: Setup) -> dict[s
                 local = [_from_store(wheel, store, directory, setup) for wheel in wheels]
                 package = {**package, "wheels": local}
             elif "sdist" in package:
-                package = {
-                    **package,
-                    "sdist": _from_store(package["sdist"], store, directory, setup),
-                }
+                package = _built_once(package, lock, store, directory, setup)
         packages.append(package)
     return {**lock.pylock, "packages": packages}
 
@@ -99,6 +97,68 @@ def _from_store(file: Mapping[str, Any], store: Store, directory: Path, setup: S
     local = archives.fetch(store.uri(name), directory, setup, STEP)
     place = {key: value for key, value in file.items() if key not in ("url", "path")}
     return {**place, "url": local.resolve().as_uri()}
+
+
+def _built_once(
+    package: Mapping[str, Any], lock: Lock, store: Store, directory: Path, setup: Setup
+) -> dict[str, Any]:
+    """The package with the wheel built from its sdist for this platform and Python: the one
+    the first node built and shared (``wheels/<sdist sha256>/built-<platform>-<python>.json``
+    names it), else built here from the sdist and shared."""
+    sdist = package["sdist"]
+    digest = str(sdist.get("hashes", {}).get("sha256", ""))
+    if not digest:
+        return dict(package)
+    python = "cp" + "".join(lock.python.split(".")[:2])
+    pointer = f"{store_layout.WHEELS_PREFIX}/{digest}/built-{pylock.here()}-{python}.json"
+    if store.exists(pointer):
+        with store.open(pointer) as stream:
+            built = json.loads(stream.read())
+        wheel = {"url": "", "name": built["filename"], "hashes": {"sha256": built["sha256"]}}
+        shared = _from_store(wheel, store, directory, setup)
+        if shared["url"]:
+            return _with_wheel(package, shared)
+    source = _from_store(sdist, store, directory, setup)
+    wheel_path = _build_wheel(source, directory / "built", setup)
+    wheel_digest = file_digest(str(wheel_path))
+    name = store_layout.wheelhouse_name(wheel_digest, wheel_path.name)
+    if uris.scheme_of(store.base_uri) not in ("http", "https"):  # else read-only
+        store.put_file(wheel_path, name)
+        record = directory / f"{wheel_path.name}.json"
+        record.write_text(json.dumps({"filename": wheel_path.name, "sha256": wheel_digest}))
+        store.put_file(record, pointer)
+    wheel = {"url": wheel_path.resolve().as_uri(), "hashes": {"sha256": wheel_digest}}
+    return _with_wheel(package, wheel)
+
+
+def _with_wheel(package: Mapping[str, Any], wheel: Mapping[str, Any]) -> dict[str, Any]:
+    kept = {key: value for key, value in package.items() if key != "sdist"}
+    return {**kept, "wheels": [dict(wheel)]}
+
+
+def _build_wheel(sdist: Mapping[str, Any], out_dir: Path, setup: Setup) -> Path:
+    from urllib.parse import unquote, urlsplit
+
+    from uv import find_uv_bin
+
+    from runenv.envs import uv
+
+    location = str(sdist.get("url") or sdist.get("path"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if location.startswith("file:"):
+        source = unquote(urlsplit(location).path)
+    else:  # fetched first: uv builds from a file
+        digest = str(sdist.get("hashes", {}).get("sha256", ""))
+        target = out_dir.parent / pylock.wheel_name(sdist)
+        with archives.as_setup_error(STEP, setup):
+            source = str(_fetched(location, digest, target))
+    setup.report("build", pylock.wheel_name(sdist))
+    command = [find_uv_bin(), "build", "--wheel", "--out-dir", str(out_dir), source]
+    setup.run(command, f"building a wheel from {pylock.wheel_name(sdist)}", uv.env())
+    wheels = sorted(out_dir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise _setup_error(f"building {source} gave {len(wheels)} wheels", None, setup)
+    return wheels[0]
 
 
 def _files(lock: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:

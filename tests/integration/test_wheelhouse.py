@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from wheels import CP, LINUX_TAGS, platform_wheels
+from wheels import CP, LINUX_TAGS, build_sdist, platform_wheels
 
 if TYPE_CHECKING:
     from conftest import MotoS3
@@ -29,7 +29,8 @@ if sys.argv[2] == "prepare":
     print(json.dumps(prepare(env).to_dict()))
     sys.exit(0)
 context = materialize(env)
-process = start_process(context, ["python", "-c", "import native; print(native.ARCH)"])
+code = "import native, hello; print(native.ARCH, hello.BUILT_BY)"
+process = start_process(context, ["python", "-c", code])
 sys.exit(process.wait())
 """
 
@@ -57,9 +58,10 @@ def prepared(tmp_path: Path, s3_bucket: str) -> dict[str, Any]:
     """The env as node A prepared it (locked, its files uploaded), with the local wheels it
     was locked from moved away: nothing but the store holds them now."""
     wheels = platform_wheels(tmp_path / "wheels")
+    build_sdist(wheels, "hello", "1.0")
     env = {
         "pip": {
-            "packages": ["app"],
+            "packages": ["app", "hello"],
             "pip_install_options": ["--no-index", "--find-links", str(wheels)],
         },
         "upload_path": f"s3://{s3_bucket}/runenv",
@@ -82,9 +84,8 @@ def test_every_file_of_the_lock_is_uploaded_once(
     prepared: dict[str, Any], s3_bucket: str, tmp_path: Path, moto_s3: MotoS3
 ) -> None:
     natives = [f"native-1.0-{CP}-{CP}-{tag}.whl" for tag in LINUX_TAGS.values()]
-    assert stored(s3_bucket) == sorted(
-        ["app-1.0-py3-none-any.whl", "armonly-1.0-py3-none-any.whl", *natives]
-    )
+    pure = ["app-1.0-py3-none-any.whl", "armonly-1.0-py3-none-any.whl", "hello-1.0.tar.gz"]
+    assert stored(s3_bucket) == sorted([*pure, *natives])
     puts = moto_s3.count_requests("PUT", f"/{s3_bucket}/runenv/wheels/")
     again = node(tmp_path / "node-a2", prepared, "prepare")  # another node, the same lock
     assert again.returncode == 0, again.stderr
@@ -98,8 +99,19 @@ def test_node_without_index_materializes_from_the_store(
     result = node(tmp_path / "node-b", prepared, "materialize")
     assert result.returncode == 0, result.stderr
     machine = "aarch64" if os.uname().machine == "aarch64" else "x86_64"
-    assert result.stdout.strip() == machine
+    assert result.stdout.split() == [machine, str(tmp_path / "node-b")]  # the sdist built here
     assert moto_s3.count_requests("GET", f"/{s3_bucket}/runenv/wheels/") > gets
+
+
+def test_an_sdist_is_built_once_and_its_wheel_shared(
+    prepared: dict[str, Any], s3_bucket: str, tmp_path: Path
+) -> None:
+    first = node(tmp_path / "node-b", prepared, "materialize")
+    assert first.returncode == 0, first.stderr
+    assert any(name.startswith("built-") for name in stored(s3_bucket))
+    second = node(tmp_path / "node-c", prepared, "materialize")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split()[1] == str(tmp_path / "node-b")  # node B's wheel, not rebuilt
 
 
 def test_a_changed_file_in_the_store_is_refused(
