@@ -12,15 +12,18 @@ import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runenv import integrity
 from runenv.context import Context
 from runenv.digests import key_of
-from runenv.envs import pylock, uv, wheelhouse
+from runenv.envs import prebuilt, pylock, uv, wheelhouse
 from runenv.envs.setup import Setup
 from runenv.errors import EnvSetupError
 from runenv.spec import Lock, PythonPackages, RuntimeEnv
+
+if TYPE_CHECKING:
+    from runenv.storage import Store
 
 KIND = "python"
 LOCK_KIND = "lock"
@@ -37,11 +40,18 @@ def apply(env: RuntimeEnv, setup: Setup, context: Context) -> Context:
     if lock is None:  # prepare() locks every env before its steps run
         raise RuntimeError("python_env.apply needs a prepared env: see runenv.materialize")
 
-    def build(staging: Path) -> dict[str, object]:
-        _build_venv(packages, lock, staging / "venv", setup, env.upload_path)
-        return {"tool": packages.tool, "python": lock.python, "packages": list(packages.packages)}
-
     key = key_of(packages.to_field())  # the lock included: the exact versions
+
+    def build(staging: Path) -> dict[str, object]:
+        venv = staging / "venv"
+        shared = _shared_store(env)
+        if shared is not None and _from_prebuilt(key, lock, shared, venv, setup):
+            return {**_description(packages, lock), "prebuilt": True}
+        _build_venv(packages, lock, venv, setup, env.upload_path)
+        if shared is not None:
+            prebuilt.share(key, shared, venv, setup)
+        return _description(packages, lock)
+
     what = f"{packages.tool} env {', '.join(packages.packages) or '(no packages)'}"
     venv = setup.acquire(KIND, key, build, what) / "venv"
     return context.with_changes(
@@ -82,6 +92,31 @@ def lock_packages(
     entry = setup.acquire(LOCK_KIND, key, build, f"lock of {', '.join(packages.packages)}")
     lock = Lock.from_field(json.loads((entry / LOCK_FILE).read_text()))
     return dataclasses.replace(packages, lock=lock)
+
+
+def _description(packages: PythonPackages, lock: Lock) -> dict[str, object]:
+    return {"tool": packages.tool, "python": lock.python, "packages": list(packages.packages)}
+
+
+def _shared_store(env: RuntimeEnv) -> Store | None:
+    """Where prebuilt envs are shared: ``upload_path``, with ``config.share_env`` only."""
+    if not env.config.share_env or env.upload_path is None:
+        return None
+    from runenv.storage import Store
+
+    return Store(env.upload_path)
+
+
+def _from_prebuilt(key: str, lock: Lock, store: Store, venv: Path, setup: Setup) -> bool:
+    """A venv of this node's interpreter filled from the env another node shared, if any."""
+    if not store.exists(prebuilt.pointer_name(key)):
+        return False
+    interpreter = uv.interpreter_for(lock)
+    setup.run(uv.venv_command(venv, interpreter), "creating the venv", uv.env())
+    if prebuilt.unpack_shared(key, store, venv, setup):
+        return True
+    shutil.rmtree(venv)
+    return False
 
 
 def publish_wheels(env: RuntimeEnv, setup: Setup, *, strict: bool) -> None:

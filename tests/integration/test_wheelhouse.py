@@ -1,6 +1,7 @@
-"""The wheelhouse: node A locks and uploads every file its lock names to S3 (moto); node B,
-another RUNENV_HOME whose index is a closed port and whose find-links are gone, builds the env
-from the store alone; a file changed in the store is refused by its digest."""
+"""The wheelhouse and prebuilt envs: node A locks and uploads every file its lock names to S3
+(moto); node B, another RUNENV_HOME whose index is a closed port and whose find-links are gone,
+builds the env from the store alone; with config.share_env, node B unpacks the venv node A
+built; a file changed in the store is refused by its digest."""
 
 from __future__ import annotations
 
@@ -53,10 +54,11 @@ def node(home: Path, env: dict[str, Any], action: str) -> subprocess.CompletedPr
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
 
 
-@pytest.fixture
-def prepared(tmp_path: Path, s3_bucket: str) -> dict[str, Any]:
-    """The env as node A prepared it (locked, its files uploaded), with the local wheels it
-    was locked from moved away: nothing but the store holds them now."""
+@pytest.fixture(params=[False])
+def prepared(tmp_path: Path, s3_bucket: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The env as node A prepared it (locked, its files uploaded; with ``share_env``, its venv
+    built and shared too), with the local wheels it was locked from moved away: nothing but the
+    store holds them now."""
     wheels = platform_wheels(tmp_path / "wheels")
     build_sdist(wheels, "hello", "1.0")
     env = {
@@ -65,12 +67,16 @@ def prepared(tmp_path: Path, s3_bucket: str) -> dict[str, Any]:
             "pip_install_options": ["--no-index", "--find-links", str(wheels)],
         },
         "upload_path": f"s3://{s3_bucket}/runenv",
+        "config": {"share_env": request.param},
     }
     from runenv import RuntimeEnv
 
     canonical = RuntimeEnv.from_dict(env).to_dict()
     result = node(tmp_path / "node-a", canonical, "prepare")
     assert result.returncode == 0, result.stderr
+    if request.param:
+        built = node(tmp_path / "node-a", json.loads(result.stdout), "materialize")
+        assert built.returncode == 0, built.stderr
     shutil.rmtree(wheels)
     return dict(json.loads(result.stdout))
 
@@ -125,3 +131,40 @@ def test_a_changed_file_in_the_store_is_refused(
     result = node(tmp_path / "node-c", prepared, "materialize")
     assert result.returncode != 0
     assert "does not match the digest in its name: it was not used" in result.stderr
+
+
+def remove_objects(bucket: str, prefix: str, body: bytes | None = None) -> int:
+    """Delete (or, with ``body``, overwrite) every object under ``prefix``; how many."""
+    client = boto3.client("s3")
+    listing = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    for item in listing:
+        if body is None:
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+        else:
+            client.put_object(Bucket=bucket, Key=item["Key"], Body=body)
+    return len(listing)
+
+
+@pytest.mark.parametrize("prepared", [True], indirect=True)
+def test_a_prebuilt_env_from_node_a_is_unpacked_by_node_b(
+    prepared: dict[str, Any], s3_bucket: str, tmp_path: Path
+) -> None:
+    assert remove_objects(s3_bucket, "runenv/wheels/") > 0  # node B cannot install
+    result = node(tmp_path / "node-b", prepared, "materialize")
+    assert result.returncode == 0, result.stderr
+    machine = "aarch64" if os.uname().machine == "aarch64" else "x86_64"
+    assert result.stdout.split() == [machine, str(tmp_path / "node-a")]  # node A's build
+    log = "".join(path.read_text() for path in (tmp_path / "node-b" / "logs").glob("*.log"))
+    assert "pip install" not in log
+
+
+@pytest.mark.parametrize("prepared", [True], indirect=True)
+def test_a_corrupted_prebuilt_env_is_refused_and_the_env_installed(
+    prepared: dict[str, Any], s3_bucket: str, tmp_path: Path
+) -> None:
+    assert remove_objects(s3_bucket, "runenv/pkgs/", body=b"PK not the env") == 1
+    result = node(tmp_path / "node-b", prepared, "materialize")
+    assert result.returncode == 0, result.stderr
+    log = "".join(path.read_text() for path in (tmp_path / "node-b" / "logs").glob("*.log"))
+    assert "does not match the digest in its name" in log
+    assert "pip install" in log  # installed from the wheelhouse instead
