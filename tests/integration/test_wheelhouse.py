@@ -168,3 +168,46 @@ def test_a_corrupted_prebuilt_env_is_refused_and_the_env_installed(
     log = "".join(path.read_text() for path in (tmp_path / "node-b" / "logs").glob("*.log"))
     assert "does not match the digest in its name" in log
     assert "pip install" in log  # installed from the wheelhouse instead
+
+
+ENGINE = """
+import json, sys
+import runenv
+env = json.loads(sys.argv[1])
+
+@runenv.remote(runtime_env=env)
+def arch():
+    import native
+    return native.ARCH
+
+print(runenv.get(arch.remote()))
+"""
+
+
+def as_node(home: Path) -> dict[str, str]:
+    index = f"http://127.0.0.1:{closed_port()}/simple"
+    environment = {**os.environ, "RUNENV_HOME": str(home), "UV_INDEX_URL": index}
+    environment.update(PIP_INDEX_URL=index, UV_DEFAULT_INDEX=index)
+    environment.pop("UV_CACHE_DIR", None)
+    return environment
+
+
+@pytest.mark.parametrize("entry", ["run", "job", "engine"])
+def test_every_entry_point_materializes_from_the_store_alone(
+    prepared: dict[str, Any], tmp_path: Path, entry: str
+) -> None:
+    """`runenv run`, an (embedded) job and a task of the embedded engine on node B."""
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps(prepared))
+    code = "import native; print(native.ARCH)"
+    commands = {
+        "run": [sys.executable, "-m", "runenv", "run", "--runtime-env", str(env_file)],
+        "job": [sys.executable, "-m", "runenv", "job", "submit", "--runtime-env", str(env_file)],
+        "engine": [sys.executable, "-c", ENGINE, json.dumps(prepared)],
+    }
+    command = commands[entry] + ([] if entry == "engine" else ["--", "python", "-c", code])
+    environment = as_node(tmp_path / "node-b")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr + result.stdout
+    machine = "aarch64" if os.uname().machine == "aarch64" else "x86_64"
+    assert machine in result.stdout.split()
