@@ -226,8 +226,24 @@ def parse(text: str, where: str) -> dict[str, Any]:
             f"{where} is not a PEP 751 lock (no lock-version or packages)",
             hint="write it with `runenv env lock` or `uv pip compile --format pylock.toml`",
         )
-    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    plain: dict[str, Any] = json.loads(json.dumps(_without_dates(data)))
     return plain
+
+
+def _without_dates(value: Any) -> Any:
+    """``value`` without its TOML dates (PEP 751's optional ``upload-time``): JSON has no date
+    type, and a date written back as a string is not a valid lock."""
+    import datetime
+
+    if isinstance(value, dict):
+        return {
+            key: _without_dates(item)
+            for key, item in value.items()
+            if not isinstance(item, (datetime.date, datetime.time))
+        }
+    if isinstance(value, list):
+        return [_without_dates(item) for item in value]
+    return value
 
 
 def render(lock: Mapping[str, Any]) -> str:

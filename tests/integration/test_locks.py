@@ -133,3 +133,18 @@ def test_a_lock_file_named_in_the_field_is_used_as_it_is(tmp_path: Path, wheels:
     run = runenv("run", "--runtime-env", str(named), "--", "python", "-c", code)
     assert run.returncode == 0, run.stderr
     assert "resolving" not in run.stderr
+
+
+def test_dates_in_a_lock_are_left_out_and_the_rest_written_back() -> None:
+    text = (
+        'lock-version = "1.0"\ncreated-by = "uv"\n\n[[packages]]\nname = "six"\nversion = "1.0"\n'
+        'wheels = [{ url = "https://h/six-1.0-py3-none-any.whl", upload-time = '
+        '2026-05-18T23:37:14Z, size = 10, hashes = { sha256 = "ab" } }]\n'
+    )
+    data = pylock.parse(text, "pylock.toml")
+    assert data["packages"][0]["wheels"][0] == {
+        "url": "https://h/six-1.0-py3-none-any.whl",
+        "size": 10,
+        "hashes": {"sha256": "ab"},
+    }
+    assert pylock.parse(pylock.render(data), "again") == data
