@@ -75,9 +75,11 @@ def prepare(
     if packages is not None and packages.lock is None:
         locked = lock_packages(packages, setup, portable.config.platforms)
         portable = portable.replace(**{packages.tool: locked.to_field()})
-    # The files a lock names go to upload_path; a lock made elsewhere was published there
-    # already, so here only what can be fetched is added (a node may have no index).
-    publish_wheels(portable, setup, strict=locked_here)
+    # The files a lock names go to upload_path where the lock is made. A lock file used as it
+    # is (no platforms) is published by whoever prepares it, as far as its URLs can be read.
+    final = portable.python_packages
+    if locked_here or (final is not None and final.lock and not final.lock.platforms):
+        publish_wheels(portable, setup, strict=locked_here)
     setup.check_deadline("prepare")
     return portable
 

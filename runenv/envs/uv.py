@@ -193,8 +193,8 @@ def resolve(packages: PythonPackages, platforms: Sequence[str], timeout: float |
         "--python",
         sys.executable,
         "--universal",
-        "--python-version",
-        python_version(),
+        "--python-version",  # the minor version: every patch release of it installs the lock
+        ".".join(python_version().split(".")[:2]),
         "--format",
         "pylock.toml",
         "--no-header",
