@@ -875,12 +875,20 @@ def aws_env(endpoint: str) -> dict[str, str]:
 
 
 def closed_index() -> dict[str, str]:
+    """Every index a closed port (and pip's local mirrors ignored)."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         index = f"http://127.0.0.1:{probe.getsockname()[1]}/simple"
-    return {"UV_INDEX_URL": index, "UV_DEFAULT_INDEX": index, "PIP_INDEX_URL": index}
+    return {
+        "UV_INDEX_URL": index,
+        "UV_DEFAULT_INDEX": index,
+        "PIP_INDEX_URL": index,
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_FIND_LINKS": "",
+        "UV_FIND_LINKS": "",
+    }
 
 
 def node_run(env_file: Path, home: Path, extra: dict[str, str]) -> CliRun:
@@ -993,7 +1001,11 @@ def ray_pip_without_index(skip_ray: bool, work: Path) -> Row:
     if skip_ray or ray_missing() is not None:
         return (name, float("nan"), "not measured (--skip-ray or Ray missing)")
     step("Ray pip without an index")
+    # No index and no local mirror: pip's own config (find-links, extra index URLs) cut too.
     env = {**driver_env(), **closed_index(), "RAY_AUTH_MODE": "disabled"}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_RETRIES="0")
+    env.pop("PIP_FIND_LINKS", None)
+    env.pop("PIP_EXTRA_INDEX_URL", None)
     start = time.perf_counter()
     command = [sys.executable, "-c", RAY_NO_INDEX, str(work / "ray")]
     result = subprocess.run(command, env=env, capture_output=True, text=True)

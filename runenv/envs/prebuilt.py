@@ -4,8 +4,8 @@
 What is shared is the venv without what ties it to one machine (the ``bin/python`` links to the
 node's interpreter, ``pyvenv.cfg``): a deterministic zip, stored content-addressed as
 ``pkgs/<sha256>.zip`` and named by ``envs/<env key>-<platform>.json``. A node that finds it
-creates its own venv shell (``uv venv``, its own interpreter), downloads the archive, checks it
-against its digest, unpacks it with the usual bounds and moves its files in. Anything that does
+downloads the archive, checks it against its digest, unpacks it with the usual bounds and
+makes it a venv of its own interpreter (``uv venv --allow-existing``). Anything that does
 not work out (no archive yet, a digest that does not match, limits) is said in the setup log and
 the node installs as usual: sharing only ever saves time.
 """
@@ -40,8 +40,9 @@ def pointer_name(key: str) -> str:
 
 
 def unpack_shared(key: str, store: Store, venv: Path, setup: Setup) -> bool:
-    """Fill ``venv`` (a fresh venv of this node) from the shared archive of env ``key``;
-    False when there is none or it cannot be used (the reason in the setup log)."""
+    """Unpack the shared archive of env ``key`` as ``venv`` (which must not exist yet; the
+    caller then makes it a venv of this node's interpreter); False when there is none or it
+    cannot be used (the reason in the setup log)."""
     name = pointer_name(key)
     try:
         if not store.exists(name):
@@ -51,19 +52,17 @@ def unpack_shared(key: str, store: Store, venv: Path, setup: Setup) -> bool:
         store_layout.claimed_digest(archive_name)
         setup.report("download", f"prebuilt env {key[:12]}")
         archive = archives.fetch(store.uri(archive_name), venv.parent, setup, STEP)
-        unpacked = venv.parent / "prebuilt"
         with archives.as_setup_error(STEP, setup):
             from runenv.packaging import unpack
 
             setup.report("unpack", f"prebuilt env {key[:12]}")
-            unpack(archive, unpacked)
+            unpack(archive, venv)
     except (RunenvError, OSError, ValueError, KeyError) as error:
         reason = error.message if isinstance(error, RunenvError) else str(error)
         setup.log.write(f"{STEP} {store.uri(name)} not used: {reason}")
         setup.report("rebuilt", f"prebuilt env not used ({reason.splitlines()[0]})")
+        shutil.rmtree(venv, ignore_errors=True)
         return False
-    _move_into(unpacked, venv)
-    shutil.rmtree(unpacked, ignore_errors=True)
     if archive.parent == venv.parent:
         archive.unlink(missing_ok=True)
     return True
@@ -123,12 +122,3 @@ def _is_local(relative: Path, path: Path) -> bool:
     if len(relative.parts) == 1 and relative.name in _LOCAL_NAMES:
         return True
     return relative.parts[0] == "bin" and relative.name.startswith("python") and path.is_symlink()
-
-
-def _move_into(unpacked: Path, venv: Path) -> None:
-    """Every file of ``unpacked`` into the same place in ``venv``, replacing what is there."""
-    for root, _directories, names in os.walk(unpacked):
-        target_root = venv / Path(root).relative_to(unpacked)
-        target_root.mkdir(parents=True, exist_ok=True)
-        for filename in names:
-            os.replace(Path(root) / filename, target_root / filename)

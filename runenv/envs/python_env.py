@@ -109,14 +109,11 @@ def _shared_store(env: RuntimeEnv) -> Store | None:
 
 def _from_prebuilt(key: str, lock: Lock, store: Store, venv: Path, setup: Setup) -> bool:
     """A venv of this node's interpreter filled from the env another node shared, if any."""
-    if not store.exists(prebuilt.pointer_name(key)):
+    if not prebuilt.unpack_shared(key, store, venv, setup):
         return False
-    interpreter = uv.interpreter_for(lock)
-    setup.run(uv.venv_command(venv, interpreter), "creating the venv", uv.env())
-    if prebuilt.unpack_shared(key, store, venv, setup):
-        return True
-    shutil.rmtree(venv)
-    return False
+    command = [*uv.venv_command(venv, uv.interpreter_for(lock)), "--allow-existing"]
+    setup.run(command, "creating the venv", uv.env())
+    return True
 
 
 def publish_wheels(env: RuntimeEnv, setup: Setup, *, strict: bool) -> None:
