@@ -98,8 +98,10 @@ def here() -> str:
 
 
 def default_platforms() -> tuple[str, ...]:
-    """This machine's platform, and Linux on x86_64 and aarch64 (where clusters run)."""
-    return tuple(sorted({here(), LINUX_X86_64, LINUX_AARCH64}))
+    """This machine's platform (when runenv knows it), and Linux on x86_64 and aarch64 (where
+    clusters run)."""
+    known = {here()} & set(PLATFORMS)
+    return tuple(sorted({*known, LINUX_X86_64, LINUX_AARCH64}))
 
 
 def checked_platform(name: str, where: str = "config.platforms") -> Platform:
