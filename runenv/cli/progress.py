@@ -19,6 +19,8 @@ _VERBS = {
     "unpack": "unpacking",
     "resolve": "resolving",
     "install": "installing",
+    "upload": "uploading",
+    "build": "building a wheel from",
     "cached": "cached",
     "rebuilt": "rebuilt",
 }

@@ -34,7 +34,7 @@ def publish(lock: Lock, store: Store, setup: Setup, *, strict: bool = True) -> N
     fetched from its URL is an error (else it is left out, said in the log)."""
     if lock.pylock is None:
         return
-    files = list(_files(lock.pylock))
+    files = list(_files(lock))
 
     def build(staging: Path) -> dict[str, object]:
         uploaded = 0
@@ -161,17 +161,33 @@ def _build_wheel(sdist: Mapping[str, Any], out_dir: Path, setup: Setup) -> Path:
     return wheels[0]
 
 
-def _files(lock: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """(sha256, file name, URL) of every wheel and sdist the lock names by URL and hash."""
-    for package in lock.get("packages", []):
-        for file in [
-            *package.get("wheels", []),
-            *([package["sdist"]] if "sdist" in package else []),
-        ]:
+def _files(lock: Lock) -> Iterator[tuple[str, str, str]]:
+    """(sha256, file name, URL) of every wheel the lock names by URL and hash, and of each
+    sdist a target platform needs (one without a wheel for it)."""
+    assert lock.pylock is not None
+    targets = [pylock.PLATFORMS[name] for name in lock.platforms if name in pylock.PLATFORMS]
+    for package in lock.pylock.get("packages", []):
+        files = list(package.get("wheels", []))
+        if "sdist" in package and _needs_sdist(package, targets, lock.python):
+            files.append(package["sdist"])
+        for file in files:
             digest = file.get("hashes", {}).get("sha256")
             location = file.get("url") or file.get("path")
             if digest and location:
                 yield str(digest), pylock.wheel_name(file), str(location)
+
+
+def _needs_sdist(package: Mapping[str, Any], targets: list[pylock.Platform], python: str) -> bool:
+    """Whether a platform that needs ``package`` has no wheel of it (every platform, for a
+    lock used as it is: its platforms are not known)."""
+    names = [pylock.wheel_name(wheel) for wheel in package.get("wheels", [])]
+    if not targets:
+        return not names
+    return any(
+        pylock.marker_holds(package, target, python)
+        and not any(pylock.wheel_fits(name, target, python) for name in names)
+        for target in targets
+    )
 
 
 def _fetched(url: str, digest: str, target: Path) -> Path:

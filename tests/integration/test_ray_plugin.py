@@ -311,7 +311,12 @@ def test_a_pin_that_cannot_be_installed_fails_with_runenvs_message(
     cluster: RayCluster, driver: Callable[[], None], wheels: Path
 ) -> None:
     runtime_env = plugin_env(pip_env(wheels, "1.0"))
-    runtime_env["runenv"]["pip"]["lock"]["requirements"] = [f"{DEMO}==9.9"]
+    lock = runtime_env["runenv"]["pip"]["lock"]
+    lock["requirements"] = [f"{DEMO}==9.9"]
+    (package,) = lock["pylock"]["packages"]  # the files the lock names: one that is not there
+    package["version"] = "9.9"
+    for wheel in package["wheels"]:
+        wheel["url"] = wheel["url"].replace("-1.0-", "-9.9-")
     task = ray.remote(probe).options(
         runtime_env=runtime_env, resources={cluster.nodes[1].resource: 1}
     )
