@@ -19,8 +19,16 @@ restart and pandas rows use the lean one (one run each for pandas).
     working_dir + pip env, beside `python -c pass` and `uv run`, min and median
     (`--warm-cli-only` runs just these).
 
+  - second node from the store (rows marked new, issue 13; `--store-only` runs just these):
+    node A locks `pandas` and uploads the files its lock names to a moto S3 bucket (and, with
+    config.share_env, its built venv); a second node (empty RUNENV_HOME and uv cache) then
+    builds the env from the index (PyPI, the lock's URLs), from the store's wheelhouse with every
+    index a closed port, and from node A's prebuilt env, also without an index; and Ray's `pip`
+    field on a node without an index (a local Ray, the index a closed port): it fails.
+
     .venv/bin/python bench/envs.py [--repeat 3] [--warm-repeat 20] [--skip-ray]
                                    [--no-with-pandas] [--no-lean-ray] [--warm-cli-only]
+                                   [--store-only]
 """
 
 from __future__ import annotations
@@ -44,8 +52,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-# Keep bench/ off the path: bench/packaging.py shadows the `packaging` library, and Ray would
-# put a driver script's directory on its workers' sys.path (only when it is on the driver's).
+# Keep bench/ off the path: a script there must never shadow a library, and Ray would put a
+# driver script's directory on its workers' sys.path (only when it is on the driver's).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 SMALL = "six"
@@ -655,6 +663,9 @@ def main() -> None:
         default=True,
         help="also run Ray from a venv with only ray (its pip/uv envs copy the driver's venv)",
     )
+    parser.add_argument(
+        "--store-only", action="store_true", help="only the second-node-from-the-store rows"
+    )
     parser.add_argument("--ray-driver", help=argparse.SUPPRESS)
     parser.add_argument("--runenv-probe", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -674,6 +685,8 @@ def main() -> None:
         work = Path(scratch)
         if args.warm_cli_only:
             rows, footprints = warm_cli_rows(work, args.warm_repeat), []
+        elif args.store_only:
+            rows, footprints = store_rows(work, args.repeat, args.skip_ray), []
         else:
             rows, footprints = measure(args, work)
     print_table(rows)
@@ -817,6 +830,194 @@ def footprint_line(package: str, built: ColdResult, ray: dict[str, RayResult]) -
                 f"{ratio(outcome.footprint, mine.apparent)} its du)"
             )
     return line
+
+
+# --- a second node from the store (issue 13) ---------------------------------------------
+
+
+@dataclass
+class MotoServer:
+    process: subprocess.Popen[bytes]
+    endpoint: str
+
+
+def start_moto(work: Path) -> MotoServer:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    binary = Path(sys.executable).parent / "moto_server"
+    log = open(work / "moto.log", "wb")  # noqa: SIM115 - the server's, until it stops
+    command = [str(binary), "-H", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            return MotoServer(process, endpoint)
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("moto_server did not start")
+
+
+def aws_env(endpoint: str) -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def closed_index() -> dict[str, str]:
+    """Every index a closed port (and pip's local mirrors ignored)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        index = f"http://127.0.0.1:{probe.getsockname()[1]}/simple"
+    return {
+        "UV_INDEX_URL": index,
+        "UV_DEFAULT_INDEX": index,
+        "PIP_INDEX_URL": index,
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_FIND_LINKS": "",
+        "UV_FIND_LINKS": "",
+    }
+
+
+def node_run(env_file: Path, home: Path, extra: dict[str, str]) -> CliRun:
+    """`runenv run --runtime-env FILE -- python -c "import pandas"` as a fresh node."""
+    argv = [*runenv_command(), "run", "--runtime-env", str(env_file), "--"]
+    argv += ["python", "-c", f"import {BIG}"]
+    env = {**bench_env(home, home.parent / f"{home.name}-uv"), **extra}
+    os.sync()
+    start = time.perf_counter()
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"runenv run failed ({result.returncode}):\n{result.stderr}")
+    return CliRun(seconds, [line for line in result.stderr.splitlines() if line])
+
+
+def prepared_env(work: Path, env: dict[str, Any], aws: dict[str, str], share: bool) -> Path:
+    """Node A: lock (and upload the wheelhouse); with ``share``, build and share the venv."""
+    home = work / f"node-a-{share}"
+    env_file = work / f"env-{share}.json"
+    env_file.write_text(json.dumps({**env, "config": {"share_env": share}}))
+    code = (
+        "import json, sys\nfrom runenv import RuntimeEnv\nfrom runenv.materialize import "
+        "materialize, prepare\nenv = prepare(RuntimeEnv.from_file(sys.argv[1]))\n"
+        "json.dump(env.to_dict(), open(sys.argv[1], 'w'))\n"
+        "if env.config.share_env: materialize(env)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(env_file)],
+        env={**bench_env(home, work / f"node-a-uv-{share}"), **aws},
+        check=True,
+    )
+    return env_file
+
+
+def store_rows(work: Path, repeat: int, skip_ray: bool) -> list[Row]:
+    import boto3
+
+    moto = start_moto(work)
+    try:
+        aws = aws_env(moto.endpoint)
+        os.environ.update(aws)
+        boto3.client("s3").create_bucket(Bucket="bench")
+        env = {"pip": [BIG], "upload_path": "s3://bench/runenv"}
+        step("node A: lock and upload the wheelhouse")
+        wheelhouse = prepared_env(work, env, aws, share=False)
+        step("node A: build and share the venv")
+        shared = prepared_env(work, env, aws, share=True)
+        from_index_file = work / "env-index.json"
+        without_store = json.loads(wheelhouse.read_text())
+        without_store.pop("upload_path")
+        from_index_file.write_text(json.dumps(without_store))
+        results: dict[str, list[float]] = {"index": [], "wheelhouse": [], "prebuilt": []}
+        for index in range(repeat):
+            step(f"second node, run {index + 1} of {repeat}")
+            for name, env_file, extra in (
+                ("index", from_index_file, {}),
+                ("wheelhouse", wheelhouse, {**aws, **closed_index()}),
+                ("prebuilt", shared, {**aws, **closed_index()}),
+            ):
+                home = work / f"node-b-{name}-{index}"
+                results[name].append(node_run(env_file, home, extra).seconds)
+                shutil.rmtree(home)
+                shutil.rmtree(home.parent / f"{home.name}-uv", ignore_errors=True)
+    finally:
+        moto.process.kill()
+        moto.process.wait()
+    index_s = median(results["index"])
+    runs = f"median of {repeat} (min {min(results['index']):.2f})"
+    rows: list[Row] = [
+        (
+            f"new: second node cold `{BIG}`, from the index",
+            index_s,
+            f"empty RUNENV_HOME and uv cache; the lock's files from PyPI; {runs}",
+        )
+    ]
+    for name, what in (
+        ("wheelhouse", "the lock's files from the store (moto S3), every index a closed port"),
+        ("prebuilt", "node A's venv unpacked (config.share_env), every index a closed port"),
+    ):
+        seconds = median(results[name])
+        rows.append(
+            (
+                f"new: second node cold `{BIG}`, {name}",
+                seconds,
+                f"{what}; min {min(results[name]):.2f}; **{ratio(index_s, seconds)}** faster "
+                f"than from the index (goal >= 3x)",
+            )
+        )
+    rows.append(ray_pip_without_index(skip_ray, work))
+    return rows
+
+
+RAY_NO_INDEX = """
+import sys
+import ray
+ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", _temp_dir=sys.argv[1])
+try:
+    ray.get(ray.remote(lambda: __import__("pandas").__version__).options(
+        runtime_env={"pip": ["pandas"]}).remote(), timeout=600)
+    print("RAY-OK")
+except Exception as error:
+    print("RAY-FAILED", type(error).__name__)
+"""
+
+
+def ray_pip_without_index(skip_ray: bool, work: Path) -> Row:
+    """Ray's `pip` field on a node whose index is a closed port (a local Ray)."""
+    name = f"new: Ray `pip` cold `{BIG}`, no index access"
+    if skip_ray or ray_missing() is not None:
+        return (name, float("nan"), "not measured (--skip-ray or Ray missing)")
+    step("Ray pip without an index")
+    # No index and no local mirror: pip's own config (find-links, extra index URLs) cut too.
+    env = {**driver_env(), **closed_index(), "RAY_AUTH_MODE": "disabled"}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_RETRIES="0")
+    env.pop("PIP_FIND_LINKS", None)
+    env.pop("PIP_EXTRA_INDEX_URL", None)
+    start = time.perf_counter()
+    command = [sys.executable, "-c", RAY_NO_INDEX, str(work / "ray")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    outcome = (
+        "works"
+        if "RAY-OK" in result.stdout
+        else "**fails** ("
+        + (result.stdout.strip().split("RAY-FAILED")[-1].strip() or "no result")
+        + "): pip cannot reach an index; runenv works from the store"
+    )
+    return (name, seconds, f"until the error; {outcome}")
 
 
 def step(what: str) -> None:

@@ -18,10 +18,10 @@ from runenv.cache import Builder, Entry, ResourceCache
 from runenv.context import Context
 from runenv.deadline import Deadline
 from runenv.envs import STEPS, Setup, conda
-from runenv.envs.python_env import lock_packages
+from runenv.envs.python_env import lock_packages, publish_wheels
 from runenv.envs.setup import StageCallback
 from runenv.setup_log import SetupLog
-from runenv.spec import RuntimeEnv
+from runenv.spec import PythonPackages, RuntimeEnv
 from runenv.upload import make_portable
 
 if TYPE_CHECKING:
@@ -71,12 +71,27 @@ def prepare(
         env, on_packaged=lambda path, package: setup.report("package", path), store=store
     )
     packages = portable.python_packages
+    locked_here = packages is not None and packages.lock is None
     if packages is not None and packages.lock is None:
-        locked = lock_packages(packages, setup)
+        locked = lock_packages(packages, setup, portable.config.platforms)
         portable = portable.replace(**{packages.tool: locked.to_field()})
+    # The files a lock names go to upload_path where the lock is made. A lock file used as it
+    # is (no platforms) is published by whoever prepares it, as far as its URLs can be read.
+    final = portable.python_packages
+    if locked_here or (final is not None and final.lock and not final.lock.platforms):
+        publish_wheels(portable, setup, strict=locked_here)
     portable = conda.lock(portable, setup)
     setup.check_deadline("prepare")
     return portable
+
+
+def lock(env: RuntimeEnv, on_stage: StageCallback | None = None) -> PythonPackages | None:
+    """The env's ``pip``/``uv`` packages with their lock (resolved for ``config.platforms``
+    unless the env names a lock file already); None for an env without them."""
+    packages = env.python_packages
+    if packages is None or packages.lock is not None:
+        return packages
+    return lock_packages(packages, new_setup(env, on_stage), env.config.platforms)
 
 
 def release(context: Context) -> None:

@@ -20,11 +20,14 @@ from runenv.errors import StorageError
 from runenv.uris import WHEEL_SUFFIX
 
 PREFIX = "pkgs"
+WHEELS_PREFIX = "wheels"  # the wheelhouse: files a lock names, ``wheels/<sha256>/<file name>``
+ENVS_PREFIX = "envs"  # prebuilt envs: ``envs/<env key>-<platform>.json`` naming an archive
 RAY_PREFIX = "ray-pkgs"
 RAY_PROTOCOL = "gcs"  # what Ray's client names its package store in URIs and upload paths
 
 _DIGEST = "[0-9a-f]{64}"
 _NAME = re.compile(rf"^{PREFIX}/({_DIGEST})(?:\.zip|/[^/]+\.whl)$")
+_WHEELHOUSE_NAME = re.compile(rf"^{WHEELS_PREFIX}/({_DIGEST})/[^/]+\.(?:whl|tar\.gz|zip)$")
 _RUNENV_ARCHIVE = re.compile(rf"/{PREFIX}/({_DIGEST})\.zip$")
 _RAY_PACKAGE = re.compile(r"^_ray_pkg_[0-9a-f]{1,64}\.zip$")
 _RAY_ARCHIVE = re.compile(rf"/{RAY_PREFIX}/_ray_pkg_[0-9a-f]{{1,64}}\.zip$")
@@ -43,9 +46,14 @@ def as_is_name(digest: str, filename: str) -> str:
     return f"{PREFIX}/{digest}{suffix}"
 
 
+def wheelhouse_name(digest: str, filename: str) -> str:
+    """The name of a file a lock names (a wheel or an sdist), ``digest`` being its sha256."""
+    return f"{WHEELS_PREFIX}/{digest}/{filename}"
+
+
 def claimed_digest(name: str) -> str:
     """The digest a package's name claims; a StorageError for a name that is not a package's."""
-    match = _NAME.match(name)
+    match = _NAME.match(name) or _WHEELHOUSE_NAME.match(name)
     if match is None:
         raise StorageError(
             f"not a package name: {name!r}",
@@ -73,7 +81,7 @@ def package_name_in_uri(uri: str) -> str | None:
     path = urlsplit(uri).path
     for depth in (2, 3):  # pkgs/<digest>.zip, pkgs/<digest>/<name>.whl
         name = "/".join(path.split("/")[-depth:])
-        if _NAME.match(name):
+        if _NAME.match(name) or _WHEELHOUSE_NAME.match(name):
             return name
     return None
 

@@ -55,6 +55,35 @@ def create(
     typer.echo(f"log:    {context.setup_log}")
 
 
+@env_app.command("lock")
+def lock(
+    file: Path = typer.Argument(..., help="A runtime_env JSON or YAML file."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write the lock here (pylock.toml)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Resolve FILE's pip/uv packages once for every platform in config.platforms and print
+    (or write) the PEP 751 lock every node installs from. Check it in as pylock.toml next to
+    the code (or name it in the pip/uv field) and it is used as it is."""
+    from runenv.envs import pylock
+    from runenv.materialize import lock as lock_env
+
+    env = RuntimeEnv.from_file(file)
+    with stage_reporter(quiet) as on_stage:
+        packages = lock_env(env, on_stage)
+    if packages is None or packages.lock is None or packages.lock.pylock is None:
+        raise RunenvError(
+            f"{file} has no pip or uv packages to lock (or an old-style lock without files)",
+            hint="add a pip or uv field to the runtime_env",
+        )
+    text = pylock.render(packages.lock.pylock)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+    platforms = ", ".join(packages.lock.platforms) or "as given"
+    print(f"locked {len(packages.lock.requirements)} packages for {platforms}", file=sys.stderr)
+
+
 @env_app.command("path")
 def path(file: Path = typer.Argument(..., help="A runtime_env JSON or YAML file.")) -> None:
     """Set up the runtime env of FILE if needed and print its Python interpreter."""

@@ -20,6 +20,8 @@ _VERBS = {
     "solve": "solving",
     "resolve": "resolving",
     "install": "installing",
+    "upload": "uploading",
+    "build": "building a wheel from",
     "cached": "cached",
     "rebuilt": "rebuilt",
 }

@@ -85,7 +85,7 @@ def _solve(
     if env.pip:
         pip = PythonPackages("uv", env.pip, install_options=env.pip_options)
         setup.report("resolve", ", ".join(env.pip))
-        pip_lock = uv.resolve(pip, setup.deadline.remaining(), for_python=python)
+        pip_lock = uv.resolve_for_python(pip, python, setup.deadline.remaining())
     return CondaLock(platform, python, channels, packages, pip_lock)
 
 

@@ -19,7 +19,7 @@ def fetch(uri: str, staging: Path, setup: Setup, step: str) -> Path:
     if uris.scheme_of(uri) == "file":
         target = Path(unquote(urlsplit(uri).path))
         if not target.is_file():
-            with _as_setup_error(step, setup):
+            with as_setup_error(step, setup):
                 hint = "check the path: a file:// URI is read on the node that sets up the env"
                 raise StorageError(f"object not found: {uri}", hint=hint)
     else:
@@ -27,13 +27,13 @@ def fetch(uri: str, staging: Path, setup: Setup, step: str) -> Path:
 
         setup.report("download", uri)
         target = staging / (Path(urlsplit(uri).path).name or "archive")
-        with _as_setup_error(step, setup):
+        with as_setup_error(step, setup):
             download(uri, target)
     name = store_layout.package_name_in_uri(uri)
     if name is not None:
         from runenv.packaging.archive import verify_package
 
-        with _as_setup_error(step, setup):
+        with as_setup_error(step, setup):
             verify_package(target, name, source=uri)
     setup.check_deadline(step)
     return target
@@ -44,14 +44,14 @@ def fetch_and_unpack(uri: str, destination: Path, setup: Setup, step: str, *, li
 
     archive = fetch(uri, destination.parent, setup, step)
     setup.report("unpack", uri)
-    with _as_setup_error(step, setup):
+    with as_setup_error(step, setup):
         unpack(archive, destination, lift_single_directory=lift)
     if archive.parent == destination.parent:
         archive.unlink()  # a download into the entry: only what it unpacked stays
 
 
 @contextmanager
-def _as_setup_error(step: str, setup: Setup) -> Iterator[None]:
+def as_setup_error(step: str, setup: Setup) -> Iterator[None]:
     """Download and unpack failures become EnvSetupErrors naming the step, logged."""
     try:
         yield

@@ -177,12 +177,29 @@ def check_command(python: Path) -> list[str]:
     return [find_uv_bin(), "pip", "check", "--python", str(python)]
 
 
-def resolve(packages: PythonPackages, timeout: float | None, for_python: str | None = None) -> Lock:
-    """Pin ``packages`` for this interpreter and platform with ``uv pip compile`` (for
-    ``for_python`` (a version) instead of this interpreter's, if given: a conda env's Python)."""
-    options = resolution_options(packages.install_options)
-    if for_python is not None:
-        options += ["--python-version", for_python]
+def resolve(packages: PythonPackages, platforms: Sequence[str], timeout: float | None) -> Lock:
+    """Pin ``packages`` once for every platform in ``platforms``: a universal resolution
+    written as a PEP 751 lock (every file by URL and sha256, markers kept), trimmed to what
+    those platforms use and checked to have a file for each of them."""
+    from runenv.envs import pylock
+
+    minor = ".".join(python_version().split(".")[:2])  # every patch release installs the lock
+    arguments = ["--universal", "--python-version", minor, "--format", "pylock.toml"]
+    universal = pylock.parse(_compile(packages, arguments, timeout), "uv's lock")
+    trimmed = pylock.for_platforms(universal, platforms, python_version())
+    return Lock(python_version(), pylock.pins(trimmed), pylock=trimmed, platforms=tuple(platforms))
+
+
+def resolve_for_python(packages: PythonPackages, python: str, timeout: float | None) -> Lock:
+    """Pin ``packages`` for Python ``python`` (a version) on this platform: a conda env's pip
+    sub-list, locked with the env's own one-platform lock."""
+    stdout = _compile(packages, ["--python-version", python, "--no-annotate"], timeout)
+    pinned = [line.strip() for line in stdout.splitlines()]
+    return Lock(python, tuple(line for line in pinned if line and line[0] != "#"))
+
+
+def _compile(packages: PythonPackages, arguments: Sequence[str], timeout: float | None) -> str:
+    """``uv pip compile`` of ``packages`` with ``arguments``: its output."""
     command = [
         find_uv_bin(),
         "pip",
@@ -191,8 +208,8 @@ def resolve(packages: PythonPackages, timeout: float | None, for_python: str | N
         "--python",
         sys.executable,
         "--no-header",
-        "--no-annotate",
-        *options,
+        *arguments,
+        *resolution_options(packages.install_options),
     ]
     requirements = ("\n".join(packages.packages) + "\n").encode()
     try:
@@ -212,9 +229,39 @@ def resolve(packages: PythonPackages, timeout: float | None, for_python: str | N
             hint="check the requirement names and versions, and the index options",
             step="resolve",
         )
-    pinned = [line.strip() for line in result.stdout.decode().splitlines()]
-    pins = tuple(line for line in pinned if line and line[0] != "#")
-    return Lock(for_python or python_version(), pins)
+    return result.stdout.decode()
+
+
+def pylock_install_command(python: Path, lock_file: Path, options: Sequence[str]) -> list[str]:
+    """Install exactly the files a PEP 751 lock names for this node (uv picks them by marker
+    and tag, checks their hashes)."""
+    return [
+        find_uv_bin(),
+        "pip",
+        "install",
+        "--python",
+        str(python),
+        "--preview-features",
+        "pylock",
+        "--compile-bytecode",
+        "-r",
+        str(lock_file),
+        *install_only_options(options),
+    ]
+
+
+def install_only_options(options: Sequence[str]) -> list[str]:
+    """The installer options that do not steer resolution: what a lock's install keeps (a
+    lock names every file, so index and find-links options would only fail where the index
+    cannot be reached)."""
+    kept: list[str] = []
+    keep = True
+    for token in options:
+        if token.startswith("-"):
+            keep = token.split("=", 1)[0] not in _RESOLUTION_OPTIONS
+        if keep:
+            kept.append(token)
+    return kept
 
 
 def resolution_options(options: Sequence[str]) -> list[str]:

@@ -66,7 +66,9 @@ def plugin_env(prepared: RuntimeEnv) -> dict[str, Any]:
         data["py_modules"] = [module for module in modules if not is_ray_package(module)]
         if not data["py_modules"]:
             del data["py_modules"]
-    data.pop("upload_path", None)
+    packages = prepared.python_packages
+    if packages is None or packages.lock is None or packages.lock.pylock is None:
+        data.pop("upload_path", None)  # else kept: nodes take the lock's files from there
     ray[PLUGIN_FIELD] = data
     return {**ray, **_ray_config(prepared)}
 

@@ -27,6 +27,12 @@ class RuntimeEnvConfig:
 
     setup_timeout_seconds: int = 600
     eager_install: bool = True
+    platforms: tuple[str, ...] | None = None  # None: this machine's and Linux x86_64, aarch64
+    share_env: bool = False
+
+    def __post_init__(self) -> None:
+        if self.platforms is not None:  # canonical JSON holds a list
+            object.__setattr__(self, "platforms", tuple(self.platforms))
 
     @property
     def setup_timeout(self) -> float | None:

@@ -32,6 +32,7 @@ from runenv.spec.requirements import (
 from runenv.spec.schema import ConfigInput, PipInput, RuntimeEnvInput, UvInput
 
 PYTHON_ENV_FIELDS = ("pip", "uv", "conda")
+LOCK_FILE_NAME = "pylock.toml"
 _CONDA_FILE_SUFFIXES = (".yml", ".yaml")
 # How deep mappings and lists may nest (an inline conda env needs a handful of levels): deeper
 # input would exhaust Python's recursion limit in validation, copying or JSON.
@@ -63,6 +64,10 @@ def normalize(raw: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         canonical["py_modules"] = _py_modules(parsed.py_modules, base_dir)
     if parsed.excludes is not None:
         canonical["excludes"] = dedupe(parsed.excludes)
+    if parsed.pip is None and parsed.uv is None and parsed.conda is None:
+        checked_in = _checked_in_lock(canonical.get("working_dir"))
+        if checked_in is not None:
+            canonical["uv"] = _python_packages("uv", str(checked_in), base_dir)
     if parsed.pip is not None:
         canonical["pip"] = _python_packages("pip", parsed.pip, base_dir)
     if parsed.uv is not None:
@@ -260,8 +265,52 @@ def _check_file_host(uri: str, where: str) -> None:
         )
 
 
+def _checked_in_lock(working_dir: str | None) -> Path | None:
+    """A ``pylock.toml`` at the top of a local working_dir: the env's packages, as uv uses a
+    project's uv.lock (only when the env has no pip, uv or conda field)."""
+    if working_dir is None or uris.scheme_of(working_dir):
+        return None
+    candidate = Path(working_dir) / LOCK_FILE_NAME
+    return candidate if candidate.is_file() else None
+
+
+def _is_lock_file(value: Any) -> bool:
+    """Whether a requirements path names a PEP 751 lock: ``pylock.toml``, ``pylock.<x>.toml``."""
+    if not isinstance(value, str):
+        return False
+    name = Path(value).name
+    return name == LOCK_FILE_NAME or (name.startswith("pylock.") and name.endswith(".toml"))
+
+
+def _lock_file(tool: Tool, value: str, base_dir: Path, where: str) -> dict[str, Any]:
+    """The ``pip``/``uv`` field for a lock file, used as it is (no resolution, no filtering)."""
+    import platform
+
+    from runenv.envs import pylock
+    from runenv.errors import RunenvError
+
+    path = _local_path(value, base_dir)
+    with _looking_at(where):
+        if not path.is_file():
+            raise SpecError(f"{where}: lock file not found: {path}", hint="check the path")
+        try:
+            data = pylock.parse(read_utf8(path, where), str(path))
+        except RunenvError as error:
+            raise SpecError(f"{where}: {error.message}", hint=error.hint) from None
+    pinned = pylock.pins(data)
+    names = dedupe(
+        [canonical_requirement(pin.split("==")[0].split(";")[0].strip()) for pin in pinned]
+    )
+    lock = Lock(platform.python_version(), pinned, pylock=data)
+    return PythonPackages(tool, tuple(names), lock=lock).to_field()
+
+
 def _python_packages(tool: Tool, value: Any, base_dir: Path) -> dict[str, Any]:
     where = field_path([tool])
+    if _is_lock_file(value):
+        return _lock_file(tool, value, base_dir, where)
+    if isinstance(value, (PipInput, UvInput)) and _is_lock_file(value.packages):
+        return _lock_file(tool, str(value.packages), base_dir, f"{where}.packages")
     if not isinstance(value, (PipInput, UvInput)):
         packages, options = _requirements(value, base_dir, where)
         return PythonPackages(tool, tuple(packages), install_options=tuple(options)).to_field()
@@ -411,6 +460,8 @@ def _env_vars(value: dict[str, str]) -> dict[str, str]:
 
 def _config(value: ConfigInput) -> dict[str, Any]:
     data = value.model_dump(include=value.model_fields_set)
+    if data.get("platforms") is not None:
+        data["platforms"] = _platforms(data["platforms"])
     timeout = data.get("setup_timeout_seconds")
     if timeout is not None and timeout != -1 and not 0 < timeout <= MAX_SETUP_TIMEOUT_SECONDS:
         raise spec_error(
@@ -421,6 +472,19 @@ def _config(value: ConfigInput) -> dict[str, Any]:
             ]
         )
     return data
+
+
+def _platforms(names: list[str]) -> list[str]:
+    from runenv.envs.pylock import PLATFORMS
+
+    unknown = [name for name in names if name not in PLATFORMS]
+    if unknown or not names:
+        raise SpecError(
+            f"{field_path(['config', 'platforms'])}: "
+            + (f"unknown platform {unknown[0]!r}" if unknown else "expected at least one platform"),
+            hint=f"one or more of {', '.join(sorted(PLATFORMS))}",
+        )
+    return sorted(set(names))
 
 
 def _upload_path(value: str, base_dir: Path) -> str:

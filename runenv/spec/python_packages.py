@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Tool = Literal["pip", "uv"]
@@ -50,14 +50,27 @@ class PythonPackages:
 
 @dataclass(frozen=True)
 class Lock:
-    """Pinned requirements for one Python version."""
+    """Pinned requirements for one Python version; with ``pylock``, a PEP 751 lock (as JSON
+    data) naming every file by URL and sha256 for each of ``platforms``."""
 
     python: str
     requirements: tuple[str, ...]
+    pylock: dict[str, Any] | None = field(default=None, hash=False)
+    platforms: tuple[str, ...] = ()
 
     @classmethod
     def from_field(cls, data: Mapping[str, Any]) -> Lock:
-        return cls(python=str(data["python"]), requirements=tuple(data["requirements"]))
+        pylock = data.get("pylock")
+        return cls(
+            python=str(data["python"]),
+            requirements=tuple(data["requirements"]),
+            pylock=dict(pylock) if pylock is not None else None,
+            platforms=tuple(data.get("platforms") or ()),
+        )
 
     def to_field(self) -> dict[str, Any]:
-        return {"python": self.python, "requirements": list(self.requirements)}
+        data: dict[str, Any] = {"python": self.python, "requirements": list(self.requirements)}
+        if self.pylock is not None:
+            data["pylock"] = self.pylock
+            data["platforms"] = list(self.platforms)
+        return data

@@ -59,6 +59,12 @@ class LockInput(_Strict):
 
     python: str = Field(description="The Python version the lock was resolved for, e.g. 3.11.7.")
     requirements: list[str] = Field(description="Pinned requirements, e.g. six==1.17.0.")
+    pylock: dict[str, Any] | None = Field(
+        None, description="A PEP 751 lock (pylock.toml as data): every file by URL and sha256."
+    )
+    platforms: list[str] | None = Field(
+        None, description="The platforms the pylock was resolved for."
+    )
 
 
 class PipInput(_Strict):
@@ -91,6 +97,17 @@ class ConfigInput(_Strict):
     )
     eager_install: bool = Field(
         True, description="Install the job-level environment when the job starts."
+    )
+    platforms: list[NonEmpty] | None = Field(
+        None,
+        description="Platforms pip/uv packages are locked for, as uv names them (e.g. "
+        "x86_64-unknown-linux-gnu, aarch64-apple-darwin); default: this machine's and Linux "
+        "x86_64 and aarch64. Ray ignores this key.",
+    )
+    share_env: bool = Field(
+        False,
+        description="Pack the built venv to upload_path so other nodes of the same platform "
+        "unpack it instead of installing. Ray ignores this key.",
     )
 
 

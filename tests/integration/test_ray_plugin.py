@@ -184,6 +184,25 @@ def test_each_node_builds_the_locked_env_in_its_own_cache(
         assert_in_env(seen, node, runtime_env)
 
 
+def test_each_node_installs_from_the_wheelhouse_alone(
+    cluster: RayCluster, driver: Callable[[], None], tmp_path: Path
+) -> None:
+    """The lock's files go to upload_path when the driver prepares the env; the wheels it was
+    locked from are then gone, and every node installs from the store."""
+    import shutil
+
+    local = tmp_path / "wheels"
+    build_wheel(local, DEMO, "3.0")
+    env = pip_env(local, "3.0").replace(upload_path=(tmp_path / "store").as_uri())
+    runtime_env = plugin_env(env)
+    assert runtime_env["runenv"]["upload_path"] == (tmp_path / "store").as_uri()
+    shutil.rmtree(local)
+    for node in cluster.nodes:
+        seen = run_probe(runtime_env, node)
+        assert seen["version"] == "3.0"
+        assert_in_env(seen, node, runtime_env)
+
+
 def test_the_plugin_wins_over_rays_py_executable(
     cluster: RayCluster, driver: Callable[[], None], wheels: Path
 ) -> None:
@@ -292,7 +311,12 @@ def test_a_pin_that_cannot_be_installed_fails_with_runenvs_message(
     cluster: RayCluster, driver: Callable[[], None], wheels: Path
 ) -> None:
     runtime_env = plugin_env(pip_env(wheels, "1.0"))
-    runtime_env["runenv"]["pip"]["lock"]["requirements"] = [f"{DEMO}==9.9"]
+    lock = runtime_env["runenv"]["pip"]["lock"]
+    lock["requirements"] = [f"{DEMO}==9.9"]
+    (package,) = lock["pylock"]["packages"]  # the files the lock names: one that is not there
+    package["version"] = "9.9"
+    for wheel in package["wheels"]:
+        wheel["url"] = wheel["url"].replace("-1.0-", "-9.9-")
     task = ray.remote(probe).options(
         runtime_env=runtime_env, resources={cluster.nodes[1].resource: 1}
     )

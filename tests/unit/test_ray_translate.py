@@ -53,6 +53,23 @@ def test_plugin_mode_carries_the_env_whole_and_gives_ray_its_own_packages() -> N
     assert sorted(back.py_modules) == sorted(env.py_modules)
 
 
+def test_plugin_mode_keeps_the_upload_path_where_nodes_find_a_pylocks_files() -> None:
+    pylocked = {
+        "packages": ["six"],
+        "lock": {
+            "python": "3.11.7",
+            "requirements": ["six==1.16.0"],
+            "pylock": {"lock-version": "1.0", "packages": [{"name": "six", "version": "1.16.0"}]},
+            "platforms": ["x86_64-unknown-linux-gnu"],
+        },
+    }
+    env = prepared(pip=pylocked, upload_path="s3://bucket", config={"share_env": True})
+    field = translate.to_ray(env, "plugin")["runenv"]
+    assert field["upload_path"] == "s3://bucket"
+    assert field["config"]["share_env"] is True
+    assert translate.expected_key(translate.to_ray(env, "plugin")) == env.key
+
+
 def test_stock_mode_spells_the_locked_pins_in_rays_own_fields() -> None:
     env = prepared(working_dir="s3://bucket/pkgs/code.zip", pip=LOCKED, env_vars={"A": "1"})
     assert translate.to_ray(env, "stock") == {
