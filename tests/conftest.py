@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -358,15 +359,15 @@ def processes_under(home: Path, what: str) -> list[str]:
     return found
 
 
-@pytest.fixture
-def gated_index(tmp_path: Path) -> Iterator[GatedIndex]:
-    directory = tmp_path / "index"
-    build_wheel(directory, "runenv-slow", "1.0")
+@contextmanager
+def gated_server(directory: Path, suffix: str) -> Iterator[GatedIndex]:
+    """``directory`` over HTTP on 127.0.0.1; a GET of a name ending in ``suffix`` says so
+    (``requested``) and waits until the test opens ``gate`` (at most GATE_WAIT_S)."""
     requested, gate = threading.Event(), threading.Event()
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.endswith(".whl"):
+            if self.path.endswith(suffix):
                 requested.set()
                 gate.wait(GATE_WAIT_S)
             super().do_GET()
@@ -386,6 +387,14 @@ def gated_index(tmp_path: Path) -> Iterator[GatedIndex]:
         gate.set()
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def gated_index(tmp_path: Path) -> Iterator[GatedIndex]:
+    directory = tmp_path / "index"
+    build_wheel(directory, "runenv-slow", "1.0")
+    with gated_server(directory, ".whl") as served:
+        yield served
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from typing import Any
 
 from runenv.conda.lock import CondaLock
 from runenv.errors import SpecError
+from runenv.spec.errors import type_name
 from runenv.spec.requirements import REQUIREMENT_HINT, canonical_requirement, invalid_requirement
 
 FIELDS = ("name", "channels", "dependencies", "variables", "lock")
@@ -101,7 +102,7 @@ def normalize_conda(value: Mapping[str, Any], where: str) -> dict[str, Any]:
             problems.append(f"{here}: {_unknown(str(key))}")
         elif key == "name":
             if item is not None and not isinstance(item, str):
-                problems.append(f"{here}: expected a string, got {_type_name(item)}")
+                problems.append(f"{here}: expected a string, got {type_name(item)}")
             elif item:
                 canonical["name"] = item
         elif key == "channels":
@@ -127,7 +128,7 @@ def _unknown(name: str) -> str:
 def _channels(value: Any, where: str, problems: list[str]) -> list[str]:
     if not isinstance(value, list):
         problems.append(
-            f"{where}: expected a list of channel names or URLs, got {_type_name(value)}"
+            f"{where}: expected a list of channel names or URLs, got {type_name(value)}"
         )
         return []
     channels = []
@@ -141,7 +142,7 @@ def _channels(value: Any, where: str, problems: list[str]) -> list[str]:
 
 def _dependencies(value: Any, where: str, problems: list[str]) -> list[Any]:
     if not isinstance(value, list):
-        problems.append(f"{where}: expected a list of package specs, got {_type_name(value)}")
+        problems.append(f"{where}: expected a list of package specs, got {type_name(value)}")
         return []
     specs: list[Any] = []
     pip_lines: list[str] | None = None
@@ -160,7 +161,7 @@ def _dependencies(value: Any, where: str, problems: list[str]) -> list[Any]:
             problems.append(f"{here}: a mapping in dependencies is {{pip: [...]}}; found {names}")
         else:
             problems.append(
-                f"{here}: expected a package spec or {{pip: [...]}}, got {_type_name(item)}"
+                f"{here}: expected a package spec or {{pip: [...]}}, got {type_name(item)}"
             )
     if pip_lines is not None:
         specs.append({"pip": pip_lines})
@@ -188,7 +189,7 @@ def match_spec_name(spec: str) -> str | None:
 
 def _pip_lines(value: Any, where: str, problems: list[str]) -> list[str]:
     if not isinstance(value, list):
-        problems.append(f"{where}: expected a list of requirements, got {_type_name(value)}")
+        problems.append(f"{where}: expected a list of requirements, got {type_name(value)}")
         return []
     lines: list[str] = []
     for index, item in enumerate(value):
@@ -257,13 +258,3 @@ def _error(problems: list[str]) -> SpecError:
         return SpecError(problems[0], hint=hint)
     listed = "\n".join(f"  {problem}" for problem in problems)
     return SpecError(f"invalid conda env ({len(problems)} problems):\n{listed}", hint=hint)
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__

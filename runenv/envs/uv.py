@@ -138,18 +138,16 @@ def venv_command(directory: Path, interpreter: str) -> list[str]:
 
 def install_command(python: Path, requirements: Path, options: Sequence[str]) -> list[str]:
     """Install a complete lock: no resolution, no dependencies beyond what it pins."""
-    return [
-        find_uv_bin(),
-        "pip",
-        "install",
-        "--python",
-        str(python),
-        "--no-deps",
-        "--compile-bytecode",  # entries are used without writing: their bytecode comes with them
-        "-r",
-        str(requirements),
-        *options,
-    ]
+    return _install(python, ["--no-deps"], requirements, options)
+
+
+def _install(
+    python: Path, flags: Sequence[str], requirements: Path, options: Sequence[str]
+) -> list[str]:
+    """``uv pip install`` into ``python``'s environment, bytecode compiled (entries are used
+    without writing: their bytecode comes with them)."""
+    command = [find_uv_bin(), "pip", "install", "--python", str(python), *flags]
+    return [*command, "--compile-bytecode", "-r", str(requirements), *options]
 
 
 def install_wheel_command(wheel: Path, target: Path) -> list[str]:
@@ -235,19 +233,8 @@ def _compile(packages: PythonPackages, arguments: Sequence[str], timeout: float 
 def pylock_install_command(python: Path, lock_file: Path, options: Sequence[str]) -> list[str]:
     """Install exactly the files a PEP 751 lock names for this node (uv picks them by marker
     and tag, checks their hashes)."""
-    return [
-        find_uv_bin(),
-        "pip",
-        "install",
-        "--python",
-        str(python),
-        "--preview-features",
-        "pylock",
-        "--compile-bytecode",
-        "-r",
-        str(lock_file),
-        *install_only_options(options),
-    ]
+    flags = ["--preview-features", "pylock"]
+    return _install(python, flags, lock_file, install_only_options(options))
 
 
 def install_only_options(options: Sequence[str]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -76,7 +76,7 @@ def describe(detail: Any) -> str:
         return f"{where}: {_unknown_field(loc)}"
     if kind == "missing":
         return f"{where}: required field is missing"
-    got = _type_name(detail.get("input"))
+    got = type_name(detail.get("input"))
     if kind == "wrong_kind":
         return f"{where}: expected {detail['msg']}, got {got}"
     if kind == "string_too_short":
@@ -100,10 +100,11 @@ def _unknown_field(loc: list[str | int]) -> str:
     return f"unknown field {name!r}; known fields: {', '.join(known)}"
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """What a JSON/YAML value is, as an error message says it ("a mapping", "a list", "int")."""
     if value is None:
         return "null"
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):
         return "a list"

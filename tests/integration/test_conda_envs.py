@@ -19,7 +19,7 @@ from typing import Any
 import cloudpickle
 import pytest
 from conda_channel import CONFLICT_PAIR, OTHER_PLATFORM_ONLY, CondaChannel, python_module_package
-from conftest import make_changeable
+from conftest import gated_server, make_changeable
 from wheels import build_wheel
 
 import runenv
@@ -287,33 +287,9 @@ def test_sigkill_mid_install_leaves_no_entry_that_looks_complete(
 @pytest.fixture
 def gated_channel(conda_channel: CondaChannel, tmp_path: Path) -> Iterator[tuple[str, Any]]:
     """The channel over HTTP; package downloads wait until the test opens the gate."""
-    import http.server
-    import threading
-    from functools import partial
-
     directory = conda_channel.copy_to(tmp_path / "served").path
-    gate = threading.Event()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.endswith(".conda"):
-                gate.wait(120)
-            super().do_GET()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(Handler, directory=str(directory))
-    )
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", gate
-    finally:
-        gate.set()
-        server.shutdown()
-        server.server_close()
+    with gated_server(directory, ".conda") as served:
+        yield served.url.rstrip("/"), served.gate
 
 
 def test_an_install_past_the_setup_timeout_is_killed_and_retried_at_once(
