@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runenv import process
+from runenv import process, runs
 from runenv.cache import Builder, Lease, ResourceCache
 from runenv.context import Context
 from runenv.deadline import Deadline
@@ -29,14 +29,12 @@ class Setup:
     report: StageCallback
     leases: list[Lease] = field(default_factory=list)
 
-    def acquire(
-        self, kind: str, key: str, build: Builder, what: str, *, read_only: bool = True
-    ) -> Path:
+    def acquire(self, kind: str, key: str, build: Builder, what: str) -> Path:
         """The cache entry for ``(kind, key)``, built if missing (or changed since it was
-        built: said in one line); its lease is kept. Entries are read-only unless the step
-        says its processes write there (a working_dir)."""
+        built: said in one line); its lease is kept. Entries are read-only: a step whose
+        processes write (a working_dir) gives them a copy (:meth:`fresh_copy`)."""
         self.check_deadline(kind)
-        entry = self.cache.acquire(kind, key, build, self.deadline, read_only=read_only)
+        entry = self.cache.acquire(kind, key, build, self.deadline, read_only=True)
         self.leases.append(entry.lease)
         if entry.replaced is not None:
             self.log.write(f"{what} was {entry.replaced}; it was built again")
@@ -47,8 +45,6 @@ class Setup:
 
     def fresh_copy(self, entry_directory: str) -> str:
         """A writable copy of a directory of an entry for this run alone, held as a lease is."""
-        from runenv import runs
-
         copy, fd = runs.fresh_copy(entry_directory, str(self.cache.root / runs.RUNS))
         self.leases.append(Lease(fd, Path(copy)))
         return copy

@@ -164,13 +164,18 @@ def test_root_seals_read_only_entries_where_the_kernel_allows(
     wheelhouse: Path, tmp_path: Path
 ) -> None:
     expected = can_seal(tmp_path)
-    module = module_file(materialize(pip_env(wheelhouse)))
+    context = materialize(pip_env(wheelhouse))
+    module = module_file(context)
     assert sealed(module) == expected
     if expected:
         with pytest.raises(PermissionError):
             module.unlink()  # even root cannot, without unsealing first
         with pytest.raises(PermissionError):
             (module.parent / "added.py").write_text("")
+    release(context)
+    ResourceCache().gc()  # unseals what it removes: nothing of the entries is left
+    (bucket,) = [parent for parent in module.parents if parent.name == "python-v1"]
+    assert [path for path in bucket.iterdir() if path.is_dir()] == []  # no entry, no trash
 
 
 @pytest.mark.parametrize("damage", ["delete a module", "delete bin/python", "add a .pth file"])
