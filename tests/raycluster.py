@@ -219,9 +219,15 @@ class RayCluster:
         raise RuntimeError(f"processes of node {node.name} survived SIGKILL: {pids}")
 
     def stop(self) -> None:
-        """Every node stopped; their Ray temp dirs (logs, sockets) removed."""
+        """Every node stopped; their Ray logs kept beside the node's other files (pytest keeps
+        the last runs' basetemps), their Ray temp dirs (sockets, sessions) removed."""
         self._kill_all()
         for node in self.nodes:
+            logs = node.temp_dir / "session_latest" / "logs"
+            if logs.is_dir():
+                kept = node.root / "ray-logs"
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(logs, kept, symlinks=True, ignore_dangling_symlinks=True)
             shutil.rmtree(node.temp_dir, ignore_errors=True)
 
     def _kill_all(self) -> None:
